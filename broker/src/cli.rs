@@ -1,0 +1,54 @@
+//! Command line: one subcommand per job.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Coro: a broker for Choria networks.
+#[derive(Debug, Parser)]
+#[command(name = "coro", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode one NATS payload as it is on the wire and print one line of JSON.
+    ///
+    /// Exits 65 with `error: <layer>: <reason>` on stderr when the payload is not a
+    /// valid Choria message, and 66 when the input cannot be read.
+    Decode(DecodeArgs),
+}
+
+/// Output of `coro decode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecodeOutput {
+    /// Coro's Record: subject, version, kind, sender, request id, agent, time, body.
+    Record,
+    /// The document Choria's Go adapter would publish for this message.
+    ChoriaStreams,
+}
+
+/// Arguments of `coro decode`.
+#[derive(Debug, clap::Args)]
+pub struct DecodeArgs {
+    /// What to print.
+    #[arg(long = "as", value_enum, default_value_t = DecodeOutput::Record)]
+    pub output: DecodeOutput,
+    /// The NATS subject the payload arrived on (goes into the Record).
+    #[arg(long, default_value = "")]
+    pub subject: String,
+    /// Largest payload accepted, in bytes.
+    #[arg(long, default_value_t = coro_core::protocol::Limits::DEFAULT.max_payload)]
+    pub max_payload: usize,
+    /// Also check signatures and hashes; fail with exit 65 when they do not hold.
+    #[arg(long)]
+    pub verify: bool,
+    /// The org issuer's ed25519 public key, as hex or a file holding hex, for v2 tokens.
+    #[arg(long, value_name = "HEX|FILE", requires = "verify")]
+    pub issuer: Option<String>,
+    /// The payload file; `-` or nothing reads standard input.
+    pub file: Option<PathBuf>,
+}

@@ -1,0 +1,118 @@
+//! [`Record`]: the one value that flows through a pipeline.
+
+use crate::protocol::lifecycle::LifecycleEvent;
+use crate::protocol::registration::Registration;
+use crate::protocol::{Direction, Message, RpcMessage, Version};
+use bytes::Bytes;
+use serde::Serialize;
+
+/// What a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// An RPC request.
+    Request,
+    /// An RPC reply.
+    Reply,
+    /// A request carrying node registration (to the `registration` agent, or with a
+    /// `choria:registration:*` body).
+    Registration,
+    /// A lifecycle event.
+    Lifecycle,
+}
+
+impl Kind {
+    /// The lower-case name, for filters and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Reply => "reply",
+            Kind::Registration => "registration",
+            Kind::Lifecycle => "lifecycle",
+        }
+    }
+}
+
+/// One decoded message, reduced to what routing and sinks need. The body stays opaque:
+/// exactly the bytes the sender put there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The NATS subject it arrived on.
+    pub subject: String,
+    /// Protocol generation; lifecycle events count as v1.
+    pub version: Version,
+    /// Request, reply, registration or lifecycle.
+    pub kind: Kind,
+    /// Sender identity (`senderid`/`sender`, or the lifecycle `identity`).
+    pub sender: String,
+    /// Request id (a reply's is its request's; a lifecycle event's is its `id`).
+    pub request_id: String,
+    /// Agent, or the lifecycle component.
+    pub agent: String,
+    /// Sub-collective, when the message says (requests do, replies don't).
+    pub collective: Option<String>,
+    /// The Choria time in unix nanoseconds.
+    pub time_ns: i128,
+    /// The body: v1 `message` verbatim, v2 `message` decoded, or the lifecycle event.
+    pub body: Bytes,
+    /// The payload as it arrived, for sinks that forward it whole.
+    pub raw: Bytes,
+}
+
+impl Record {
+    /// Builds a record from a decoded message and the payload it came from.
+    pub fn from_message(subject: &str, message: Message, raw: Bytes) -> Record {
+        match message {
+            Message::Rpc(rpc) => Record::from_rpc(subject, *rpc, raw),
+            Message::Lifecycle(event) => Record::from_lifecycle(subject, event, raw),
+        }
+    }
+
+    /// Builds a record from a request or reply.
+    pub fn from_rpc(subject: &str, msg: RpcMessage, raw: Bytes) -> Record {
+        let inner = &msg.inner;
+        let kind = match inner.direction() {
+            Direction::Reply => Kind::Reply,
+            Direction::Request
+                if inner.agent() == "registration" || Registration::is_registration(&msg.body) =>
+            {
+                Kind::Registration
+            }
+            Direction::Request => Kind::Request,
+        };
+        Record {
+            subject: subject.to_string(),
+            version: inner.version(),
+            kind,
+            sender: inner.sender().to_string(),
+            request_id: inner.request_id().to_string(),
+            agent: inner.agent().to_string(),
+            collective: inner.collective().map(str::to_string),
+            time_ns: inner.time_ns(),
+            body: Bytes::from(msg.body),
+            raw,
+        }
+    }
+
+    /// Builds a record from a lifecycle event.
+    pub fn from_lifecycle(subject: &str, event: LifecycleEvent, raw: Bytes) -> Record {
+        Record {
+            subject: subject.to_string(),
+            version: Version::V1,
+            kind: Kind::Lifecycle,
+            sender: event.identity,
+            request_id: event.id,
+            agent: event.component,
+            collective: None,
+            time_ns: i128::from(event.timestamp) * 1_000_000_000,
+            body: Bytes::from(event.data),
+            raw,
+        }
+    }
+
+    /// A stable key for de-duplication downstream (JetStream `Nats-Msg-Id`, Kafka keys):
+    /// sender, request id and Choria time. A redelivered message gets the same key.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}.{}.{}", self.sender, self.request_id, self.time_ns)
+    }
+}
