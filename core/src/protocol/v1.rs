@@ -205,6 +205,51 @@ impl SecureRequest {
     }
 }
 
+impl SecureRequest {
+    /// Signs `request_json` with the caller's RSA key (PKCS#1 v1.5, SHA-256) and
+    /// carries the caller's PEM certificate, as Go's x509 security providers do.
+    pub fn sign(request_json: &str, pubcert_pem: &str, key: &rsa::RsaPrivateKey) -> Self {
+        use rsa::signature::{SignatureEncoding, Signer};
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+        let signature = signer.sign(request_json.as_bytes()).to_vec();
+        SecureRequest {
+            protocol: SECURE_REQUEST.to_string(),
+            message: request_json.to_string(),
+            signature: codec::b64_encode(&signature),
+            pubcert: pubcert_pem.to_string(),
+        }
+    }
+}
+
+impl Request {
+    /// A request with an empty filter, as Go's `NewRequest` builds it; `time` is unix
+    /// seconds.
+    pub fn new(
+        agent: &str,
+        sender: &str,
+        caller: &str,
+        ttl: i64,
+        request_id: &str,
+        collective: &str,
+        time: i64,
+    ) -> Self {
+        Request {
+            protocol: REQUEST.to_string(),
+            message: String::new(),
+            envelope: RequestEnvelope {
+                requestid: request_id.to_string(),
+                senderid: sender.to_string(),
+                callerid: caller.to_string(),
+                collective: collective.to_string(),
+                agent: agent.to_string(),
+                ttl,
+                time,
+                filter: Some(Filter::default()),
+            },
+        }
+    }
+}
+
 impl SecureReply {
     /// Wraps reply JSON with its base64 SHA-256 hash, as Go's `NewSecureReply` does.
     pub fn new(reply_json: &str) -> Self {

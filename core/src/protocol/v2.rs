@@ -196,6 +196,18 @@ impl Transport {
 }
 
 impl SecureRequest {
+    /// Signs `request_json` with the caller's ed25519 key and carries the caller's JWT.
+    pub fn sign(request_json: &[u8], caller_jwt: &str, key: &ed25519_dalek::SigningKey) -> Self {
+        use ed25519_dalek::Signer;
+        SecureRequest {
+            protocol: SECURE_REQUEST.to_string(),
+            request: codec::b64_encode(request_json),
+            signature: codec::b64_encode(&key.sign(request_json).to_bytes()),
+            caller: caller_jwt.to_string(),
+            signer: String::new(),
+        }
+    }
+
     /// The request JSON bytes.
     pub fn request_bytes(&self) -> Result<Vec<u8>, DecodeError> {
         codec::b64_decode(Layer::SecureRequest, "request", &self.request)
@@ -222,6 +234,36 @@ impl SecureReply {
 }
 
 impl Request {
+    /// A request with an empty filter, as Go's `NewRequest` builds it; `time` is unix
+    /// nanoseconds.
+    pub fn new(
+        agent: &str,
+        sender: &str,
+        caller: &str,
+        ttl: i64,
+        id: &str,
+        collective: &str,
+        time: i64,
+    ) -> Self {
+        Request {
+            protocol: REQUEST.to_string(),
+            message: String::new(),
+            id: id.to_string(),
+            sender: sender.to_string(),
+            caller: caller.to_string(),
+            collective: collective.to_string(),
+            agent: agent.to_string(),
+            ttl,
+            time,
+            filter: Some(Filter::default()),
+        }
+    }
+
+    /// Sets the body (stored base64, as Go's `[]byte` marshals).
+    pub fn set_message(&mut self, body: &[u8]) {
+        self.message = codec::b64_encode(body);
+    }
+
     /// The body bytes.
     pub fn message_bytes(&self) -> Result<Vec<u8>, DecodeError> {
         codec::b64_decode(Layer::Request, "message", &self.message)
