@@ -146,6 +146,22 @@ pub(crate) fn peek_protocol(layer: Layer, bytes: &[u8]) -> Result<Option<String>
     struct Peek {
         protocol: Option<serde_json::Value>,
     }
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let found = match first {
+        Some(b'{') | None => None,
+        Some(b'[') => Some("an array"),
+        Some(b'"') => Some("a string"),
+        Some(b'n') => Some("null"),
+        Some(b't' | b'f') => Some("a boolean"),
+        Some(b'-' | b'0'..=b'9') => Some("a number"),
+        Some(_) => None,
+    };
+    if let Some(found) = found {
+        return Err(DecodeError::new(
+            layer,
+            Reason::WrongType(format!("expected a JSON object, found {found}")),
+        ));
+    }
     let peek: Peek = parse(layer, bytes)?;
     match peek.protocol {
         Some(serde_json::Value::String(p)) => Ok(Some(p)),
