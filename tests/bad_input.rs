@@ -38,15 +38,24 @@ fn invalid_json() {
 #[test]
 fn bad_base64_names_the_offset() {
     let e = err(br#"{"protocol":"choria:transport:1","data":"aGVsbG8gd29y!GQ=","headers":{}}"#);
-    assert_eq!(e.to_string(), "transport: data is not valid base64 at offset 12");
+    assert_eq!(
+        e.to_string(),
+        "transport: data is not valid base64 at offset 12"
+    );
     let e = err(br#"{"protocol":"io.choria.protocol.v2.transport","data":"%%%%"}"#);
-    assert_eq!(e.to_string(), "transport: data is not valid base64 at offset 0");
+    assert_eq!(
+        e.to_string(),
+        "transport: data is not valid base64 at offset 0"
+    );
 }
 
 #[test]
 fn unknown_protocol() {
     let e = err(br#"{"protocol":"choria:transport:9","data":""}"#);
-    assert_eq!(e.to_string(), "payload: unknown protocol \"choria:transport:9\"");
+    assert_eq!(
+        e.to_string(),
+        "payload: unknown protocol \"choria:transport:9\""
+    );
     let e = err(br#"{"protocol":"choria:registration:filecontent:1","content":""}"#);
     assert_eq!(e.kind(), "unknown_protocol");
 }
@@ -66,7 +75,16 @@ fn mismatched_protocols() {
     let secure = gojson::to_vec(&v1::SecureRequest::insecure(&reply));
     let e = err(&v1_transport(&secure));
     assert_eq!(e.layer, Layer::Request);
-    assert!(matches!(e.reason, Reason::ProtocolMismatch { expected: "choria:request:1", .. }), "{e}");
+    assert!(
+        matches!(
+            e.reason,
+            Reason::ProtocolMismatch {
+                expected: "choria:request:1",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // A transport at the place of a secure layer.
     let e = err(&v1_transport(&synthetic("v1_transport_reply.wire")));
     assert_eq!(e.kind(), "protocol_mismatch");
@@ -78,13 +96,20 @@ fn missing_required_field() {
     assert_eq!(e.layer, Layer::Transport);
     assert_eq!(e.reason, Reason::MissingField("data".into()));
     let e = err(br#"{"protocol":"choria:reply:1","message":"x","envelope":{"requestid":"a","agent":"b","time":1}}"#);
-    assert_eq!(e.to_string().split(" at line").next().unwrap(), "reply: missing required field `senderid`");
+    assert_eq!(
+        e.to_string().split(" at line").next().unwrap(),
+        "reply: missing required field `senderid`"
+    );
     let e = err(br#"{"data":"x"}"#);
     assert_eq!(e.to_string(), "payload: missing required field `protocol`");
     let e = err(br#"{"protocol":"choria:registration:inventorycontent:1"}"#);
     assert_eq!(e.kind(), "unknown_protocol");
-    let r = Registration::decode(br#"{"protocol":"choria:registration:inventorycontent:1"}"#).unwrap_err();
-    assert_eq!(r.to_string(), "registration: missing required field `content or zcontent`");
+    let r = Registration::decode(br#"{"protocol":"choria:registration:inventorycontent:1"}"#)
+        .unwrap_err();
+    assert_eq!(
+        r.to_string(),
+        "registration: missing required field `content or zcontent`"
+    );
 }
 
 #[test]
@@ -97,8 +122,14 @@ fn wrong_types() {
     assert!(matches!(e.reason, Reason::WrongType(_)), "{e}");
     let e = err(br#"{"protocol":"choria:transport:1","data":"","headers":{"seen-by":"x"}}"#);
     assert_eq!(e.kind(), "wrong_type");
-    assert_eq!(err(b"[1,2,3]").to_string(), "payload: wrong type: expected a JSON object, found an array");
-    assert_eq!(err(b" null").to_string(), "payload: wrong type: expected a JSON object, found null");
+    assert_eq!(
+        err(b"[1,2,3]").to_string(),
+        "payload: wrong type: expected a JSON object, found an array"
+    );
+    assert_eq!(
+        err(b" null").to_string(),
+        "payload: wrong type: expected a JSON object, found null"
+    );
 }
 
 #[test]
@@ -111,7 +142,11 @@ fn payload_over_the_limit() {
     let e = protocol::decode_with(&wire, &limits).unwrap_err();
     assert_eq!(
         e.to_string(),
-        format!("payload: {} bytes is over the {} byte limit", wire.len(), wire.len() - 1)
+        format!(
+            "payload: {} bytes is over the {} byte limit",
+            wire.len(),
+            wire.len() - 1
+        )
     );
     let limits = Limits {
         max_payload: wire.len(),
@@ -138,24 +173,36 @@ fn gzip_bombs_stop_at_the_limit() {
         ..Limits::DEFAULT
     };
     let e = reg.content(&limits).unwrap_err();
-    assert_eq!(e.to_string(), "registration: gzip output is over the 16777216 byte limit");
-    let e = Registration::decode(br#"{"protocol":"choria:registration:filecontent:1","zcontent":"aGVsbG8="}"#)
-        .unwrap()
-        .content(&Limits::DEFAULT)
-        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "registration: gzip output is over the 16777216 byte limit"
+    );
+    let e = Registration::decode(
+        br#"{"protocol":"choria:registration:filecontent:1","zcontent":"aGVsbG8="}"#,
+    )
+    .unwrap()
+    .content(&Limits::DEFAULT)
+    .unwrap_err();
     assert_eq!(e.kind(), "gzip");
 }
 
 #[test]
 fn nesting_too_deep() {
     let compound = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-    let request = text(&synthetic("v1_request.json")).replace(r#""compound": []"#, &format!(r#""compound": [{compound}]"#));
+    let request = text(&synthetic("v1_request.json"))
+        .replace(r#""compound": []"#, &format!(r#""compound": [{compound}]"#));
     let e = err(request.as_bytes());
     assert_eq!(e.reason, Reason::TooDeep, "{e}");
-    assert_eq!(e.to_string(), "request: JSON nesting is deeper than 128 levels");
+    assert_eq!(
+        e.to_string(),
+        "request: JSON nesting is deeper than 128 levels"
+    );
     // Inside a transport the same request fails at its own layer.
     let secure = gojson::to_vec(&v1::SecureRequest::insecure(&request));
-    assert_eq!(err(&v1_transport(&secure)).to_string(), "request: JSON nesting is deeper than 128 levels");
+    assert_eq!(
+        err(&v1_transport(&secure)).to_string(),
+        "request: JSON nesting is deeper than 128 levels"
+    );
     // Deep unknown keys are skipped without building anything, so they do no harm.
     let deep = format!(
         r#"{{"protocol":"choria:transport:1","data":"{}","headers":{{"x":{compound}}}}}"#,
@@ -173,7 +220,10 @@ fn v2_inner_base64_errors_name_their_field() {
         caller: String::new(),
         signer: String::new(),
     };
-    let t = gojson::to_vec(&v2::Transport::new(&gojson::to_vec(&s), v2::Headers::default()));
+    let t = gojson::to_vec(&v2::Transport::new(
+        &gojson::to_vec(&s),
+        v2::Headers::default(),
+    ));
     assert_eq!(
         err(&t).to_string(),
         "secure_request: request is not valid base64 at offset 3"

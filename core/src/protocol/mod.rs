@@ -16,7 +16,7 @@ mod filter;
 pub mod lifecycle;
 pub mod output;
 pub mod registration;
-mod transport;
+pub mod transport;
 pub mod v1;
 pub mod v2;
 pub mod verify;
