@@ -277,7 +277,7 @@ proptest! {
             if let Some(t) = &m.transport {
                 prop_assert!(protocol::decode(&t.encode()).is_ok());
             }
-            if let Ok(reg) = Registration::decode(&m.body) {
+            if let Ok(reg) = Registration::decode(m.body()) {
                 let _ = reg.content(&Limits::DEFAULT);
             }
         }

@@ -94,7 +94,7 @@ fn v1_request_is_constructed_correctly() {
     let Message::Rpc(m) = protocol::decode(&j).unwrap() else {
         panic!()
     };
-    assert_eq!(m.body, b"hello world", "v1 messages are raw, not base64");
+    assert_eq!(m.body(), b"hello world", "v1 messages are raw, not base64");
     assert_eq!(m.inner.request_id().len(), 32);
     assert_eq!(m.inner.sender(), "go.tests");
     assert_eq!(m.inner.caller(), Some("choria=test"));
@@ -207,7 +207,7 @@ fn v2_request_is_constructed_correctly() {
     let Message::Rpc(m) = protocol::decode(&j).unwrap() else {
         panic!()
     };
-    assert_eq!(m.body, b"hello world");
+    assert_eq!(m.body(), b"hello world");
     assert_eq!(
         req.message, "aGVsbG8gd29ybGQ=",
         "v2 messages are base64 on the wire"

@@ -23,6 +23,14 @@ pub fn run(args: &DecodeArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(EX_NOINPUT, &e),
     };
+    if payload.len() > limits.max_payload {
+        // Only max_payload + 1 bytes were read, so the real size is unknown.
+        let limit = limits.max_payload;
+        return fail(
+            EX_DATAERR,
+            &format!("payload: input is over the {limit} byte limit"),
+        );
+    }
     match decode(args, &limits, payload) {
         Ok(line) => {
             let mut out = std::io::stdout().lock();

@@ -74,7 +74,7 @@ impl Record {
         let kind = match inner.direction() {
             Direction::Reply => Kind::Reply,
             Direction::Request
-                if inner.agent() == "registration" || Registration::is_registration(&msg.body) =>
+                if inner.agent() == "registration" || Registration::is_registration(msg.body()) =>
             {
                 Kind::Registration
             }
@@ -89,7 +89,7 @@ impl Record {
             agent: inner.agent().to_string(),
             collective: inner.collective().map(str::to_string),
             time_ns: inner.time_ns(),
-            body: Bytes::from(msg.body),
+            body: Bytes::from(msg.into_body()),
             raw,
         }
     }

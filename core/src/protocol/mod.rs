@@ -29,6 +29,7 @@ pub use transport::Transport;
 
 use codec::parse;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// The marker Go writes in `signature` and `pubcert` when security is off.
 pub const INSECURE: &str = "insecure";
@@ -144,8 +145,8 @@ pub struct RpcMessage {
     pub secure: Option<Secure>,
     /// The request or reply.
     pub inner: Inner,
-    /// The body bytes: v1 `message` verbatim; v2 `message` base64-decoded.
-    pub body: Vec<u8>,
+    /// The decoded v2 body; v1 bodies are the `message` string itself.
+    v2_body: Vec<u8>,
 }
 
 /// One decoded NATS payload.
@@ -252,9 +253,47 @@ impl Inner {
 }
 
 impl RpcMessage {
+    /// Builds a message from its layers; `body` is the decoded v2 body (ignored for v1,
+    /// whose body is the `message` string).
+    pub fn new(
+        transport: Option<Transport>,
+        secure: Option<Secure>,
+        inner: Inner,
+        body: Vec<u8>,
+    ) -> Self {
+        let v2_body = match inner.version() {
+            Version::V1 => Vec::new(),
+            Version::V2 => body,
+        };
+        RpcMessage {
+            transport,
+            secure,
+            inner,
+            v2_body,
+        }
+    }
+
     /// Protocol generation.
     pub fn version(&self) -> Version {
         self.inner.version()
+    }
+
+    /// The body bytes: v1 `message` verbatim; v2 `message` base64-decoded.
+    pub fn body(&self) -> &[u8] {
+        match &self.inner {
+            Inner::V1Request(r) => r.message.as_bytes(),
+            Inner::V1Reply(r) => r.message.as_bytes(),
+            Inner::V2Request(_) | Inner::V2Reply(_) => &self.v2_body,
+        }
+    }
+
+    /// Takes the body out without copying it.
+    pub fn into_body(self) -> Vec<u8> {
+        match self.inner {
+            Inner::V1Request(r) => r.message.into_bytes(),
+            Inner::V1Reply(r) => r.message.into_bytes(),
+            Inner::V2Request(_) | Inner::V2Reply(_) => self.v2_body,
+        }
     }
 }
 
@@ -271,7 +310,10 @@ pub fn decode_with(payload: &[u8], limits: &Limits) -> Result<Message, DecodeErr
         return lifecycle::decode_cloudevent(payload).map(Message::Lifecycle);
     };
     let kind = Protocol::from_name(&protocol).ok_or_else(|| {
-        DecodeError::new(Layer::Payload, Reason::UnknownProtocol(protocol.clone()))
+        DecodeError::new(
+            Layer::Payload,
+            Reason::UnknownProtocol(protocol.to_string()),
+        )
     })?;
     match kind {
         Protocol::Transport(version) => {
@@ -285,7 +327,7 @@ pub fn decode_with(payload: &[u8], limits: &Limits) -> Result<Message, DecodeErr
             decode_secure(Layer::Payload, payload, None).map(|m| Message::Rpc(Box::new(m)))
         }
         Protocol::Request(_) | Protocol::Reply(_) => {
-            decode_inner(payload, kind, None).map(|m| Message::Rpc(Box::new(m)))
+            decode_inner(payload, kind, false).map(|m| Message::Rpc(Box::new(m)))
         }
         Protocol::Lifecycle => lifecycle::decode_legacy(payload).map(Message::Lifecycle),
     }
@@ -307,30 +349,22 @@ fn decode_secure(
             parent_or(parent, layer),
             Reason::ProtocolMismatch {
                 expected,
-                found: protocol.clone(),
+                found: protocol.to_string(),
             },
         )
     };
-    let (secure, inner_json) = match (kind, outer) {
+    let secure = match (kind, outer) {
         (Some(Protocol::SecureRequest(Version::V1)), None | Some(Version::V1)) => {
-            let s: v1::SecureRequest = parse(Layer::SecureRequest, bytes)?;
-            let inner = s.message.clone().into_bytes();
-            (Secure::V1Request(s), inner)
+            Secure::V1Request(parse(Layer::SecureRequest, bytes)?)
         }
         (Some(Protocol::SecureReply(Version::V1)), None | Some(Version::V1)) => {
-            let s: v1::SecureReply = parse(Layer::SecureReply, bytes)?;
-            let inner = s.message.clone().into_bytes();
-            (Secure::V1Reply(s), inner)
+            Secure::V1Reply(parse(Layer::SecureReply, bytes)?)
         }
         (Some(Protocol::SecureRequest(Version::V2)), None | Some(Version::V2)) => {
-            let s: v2::SecureRequest = parse(Layer::SecureRequest, bytes)?;
-            let inner = s.request_bytes()?;
-            (Secure::V2Request(s), inner)
+            Secure::V2Request(parse(Layer::SecureRequest, bytes)?)
         }
         (Some(Protocol::SecureReply(Version::V2)), None | Some(Version::V2)) => {
-            let s: v2::SecureReply = parse(Layer::SecureReply, bytes)?;
-            let inner = s.reply_bytes()?;
-            (Secure::V2Reply(s), inner)
+            Secure::V2Reply(parse(Layer::SecureReply, bytes)?)
         }
         (_, Some(Version::V1)) => {
             return Err(mismatch("choria:secure:request:1 or choria:secure:reply:1"))
@@ -348,7 +382,12 @@ fn decode_secure(
         Secure::V2Request(_) => Protocol::Request(Version::V2),
         Secure::V2Reply(_) => Protocol::Reply(Version::V2),
     };
-    let mut msg = decode_inner(&inner_json, expected, Some(&secure))?;
+    let mut msg = match &secure {
+        Secure::V1Request(s) => decode_inner(s.message.as_bytes(), expected, true)?,
+        Secure::V1Reply(s) => decode_inner(s.message.as_bytes(), expected, true)?,
+        Secure::V2Request(s) => decode_inner(&s.request_bytes()?, expected, true)?,
+        Secure::V2Reply(s) => decode_inner(&s.reply_bytes()?, expected, true)?,
+    };
     msg.secure = Some(secure);
     Ok(msg)
 }
@@ -367,7 +406,7 @@ fn parent_or(parent: Layer, layer: Layer) -> Layer {
 fn decode_inner(
     bytes: &[u8],
     expected: Protocol,
-    secure: Option<&Secure>,
+    wrapped: bool,
 ) -> Result<RpcMessage, DecodeError> {
     let layer = match expected {
         Protocol::Reply(_) => Layer::Reply,
@@ -382,7 +421,7 @@ fn decode_inner(
             Protocol::Request(Version::V2) => v2::REQUEST,
             _ => v2::REPLY,
         };
-        let layer = if secure.is_some() || Protocol::from_name(&protocol).is_some() {
+        let layer = if wrapped || Protocol::from_name(&protocol).is_some() {
             layer
         } else {
             Layer::Payload
@@ -391,21 +430,13 @@ fn decode_inner(
             layer,
             Reason::ProtocolMismatch {
                 expected: name,
-                found: protocol,
+                found: protocol.into_owned(),
             },
         ));
     }
     let (inner, body) = match expected {
-        Protocol::Request(Version::V1) => {
-            let r: v1::Request = parse(layer, bytes)?;
-            let body = r.message.clone().into_bytes();
-            (Inner::V1Request(r), body)
-        }
-        Protocol::Reply(Version::V1) => {
-            let r: v1::Reply = parse(layer, bytes)?;
-            let body = r.message.clone().into_bytes();
-            (Inner::V1Reply(r), body)
-        }
+        Protocol::Request(Version::V1) => (Inner::V1Request(parse(layer, bytes)?), Vec::new()),
+        Protocol::Reply(Version::V1) => (Inner::V1Reply(parse(layer, bytes)?), Vec::new()),
         Protocol::Request(Version::V2) => {
             let r: v2::Request = parse(layer, bytes)?;
             let body = r.message_bytes()?;
@@ -417,27 +448,24 @@ fn decode_inner(
             (Inner::V2Reply(r), body)
         }
     };
-    Ok(RpcMessage {
-        transport: None,
-        secure: None,
-        inner,
-        body,
-    })
+    Ok(RpcMessage::new(None, None, inner, body))
 }
 
 /// The `protocol` of a JSON object, or `None` when the object has no such key. Go puts
 /// `protocol` first, so the common case reads it straight off the front without a
 /// second parse.
-pub(crate) fn protocol_of(layer: Layer, bytes: &[u8]) -> Result<Option<String>, DecodeError> {
+pub(crate) fn protocol_of(layer: Layer, bytes: &[u8]) -> Result<Option<Cow<'_, str>>, DecodeError> {
     const PREFIX: &[u8] = b"{\"protocol\":\"";
     if let Some(rest) = bytes.strip_prefix(PREFIX) {
-        if let Some(end) = rest.iter().position(|b| *b == b'"' || *b == b'\\') {
-            if rest[end] == b'"' {
-                if let Ok(name) = std::str::from_utf8(&rest[..end]) {
-                    return Ok(Some(name.to_string()));
+        // Protocol names are short; give up on the fast path past 64 bytes.
+        let window = &rest[..rest.len().min(64)];
+        if let Some(end) = window.iter().position(|b| *b == b'"' || *b == b'\\') {
+            if window[end] == b'"' {
+                if let Ok(name) = std::str::from_utf8(&window[..end]) {
+                    return Ok(Some(Cow::Borrowed(name)));
                 }
             }
         }
     }
-    codec::peek_protocol(layer, bytes)
+    Ok(codec::peek_protocol(layer, bytes)?.map(Cow::Owned))
 }

@@ -34,7 +34,7 @@ impl ChoriaStreamsOutput {
     pub fn from_message(msg: &RpcMessage) -> Result<Self, TimeOutOfRange> {
         Ok(ChoriaStreamsOutput {
             protocol: CHORIA_STREAMS_OUTPUT,
-            data: body_string(&msg.body),
+            data: body_string(msg.body()),
             sender: msg.inner.sender().to_string(),
             time: rfc3339_nano(msg.inner.time_ns())?,
             requestid: msg.inner.request_id().to_string(),

@@ -71,10 +71,15 @@ impl Registration {
         let layer = Layer::Registration;
         let protocol = super::protocol_of(layer, body)?
             .ok_or_else(|| DecodeError::new(layer, Reason::MissingField("protocol".into())))?;
-        let registration = match protocol.as_str() {
+        let registration = match &*protocol {
             FILE_CONTENT => Registration::FileContent(parse(layer, body)?),
             INVENTORY_CONTENT => Registration::InventoryContent(parse(layer, body)?),
-            _ => return Err(DecodeError::new(layer, Reason::UnknownProtocol(protocol))),
+            _ => {
+                return Err(DecodeError::new(
+                    layer,
+                    Reason::UnknownProtocol(protocol.into_owned()),
+                ))
+            }
         };
         let has_content = match &registration {
             Registration::FileContent(f) => !f.content.is_empty() || !f.zcontent.is_empty(),

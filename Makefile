@@ -1,0 +1,39 @@
+# Coro: the two commands that matter are `make demo` and `make test`.
+# Both install what is missing first (idempotently) and share one cargo target dir.
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: demo test setup fmt lint unit bench fuzz clean
+
+## demo: build coro and decode the bundled example Choria messages
+demo: setup
+	$(CARGO) build -p coro-broker
+	scripts/demo.sh
+
+## test: format check, clippy with -D warnings, and every test
+test: setup fmt lint unit
+
+## setup: install the toolchain components and tools the project needs
+setup:
+	scripts/setup.sh
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --locked
+
+## bench: the decode benchmark (ratios against serde_json in one run)
+bench: setup
+	$(CARGO) bench --bench decode --locked
+
+## fuzz: run the decoder fuzz target (FUZZ_SECONDS=600 by default; not part of `make test`)
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+clean:
+	$(CARGO) clean
