@@ -1,6 +1,8 @@
 //! go-choria's protocol and federation transformer tests (PROTOCOL.md §7), ported with
 //! the same inputs and expectations. Go's mocks for signing are replaced by real keys.
 
+mod common;
+
 use base64::Engine;
 use coro::core::gojson;
 use coro::core::protocol::federation::{self, FederationError};
@@ -669,4 +671,76 @@ fn hops_are_recorded_in_order() {
     t.record_hop("ginkgo.in", "server2", "ginkgo.out");
     assert_eq!(t.hops().len(), 2);
     assert_eq!(t.hops()[0], ["ginkgo.in", "server1", "ginkgo.out"]);
+}
+
+/// The node the go-choria filter tests describe: facts from `protocol/testdata/facts.yaml`,
+/// classes from `classes.txt`.
+fn test_node() -> coro::core::protocol::NodeInfo {
+    let facts: serde_json::Value =
+        serde_yaml_ng::from_slice(&common::fixture("go-choria/protocol/testdata/facts.yaml"))
+            .unwrap();
+    let classes = common::text(&common::fixture("go-choria/protocol/testdata/classes.txt"));
+    coro::core::protocol::NodeInfo {
+        identity: "test.example.net".into(),
+        agents: vec!["apache".into(), "rpcutil".into()],
+        classes: classes.lines().map(str::to_string).collect(),
+        facts,
+    }
+}
+
+#[test]
+fn filter_matches_like_a_server() {
+    let node = test_node();
+    assert_eq!(node.classes, ["role::testing", "testing", "apache"]);
+    assert_eq!(node.facts["nested"]["string"], "nested hello world");
+
+    // Empty filters match.
+    assert_eq!(Filter::default().matches(&node), Ok(true));
+
+    // All filters matched.
+    let mut f = Filter::default();
+    f.add_agent("apache");
+    f.add_class("role::testing");
+    f.add_class("/test/");
+    f.add_fact("nested.string", "=~", "/hello/").unwrap();
+    f.add_identity("/test/");
+    assert_eq!(f.matches(&node), Ok(true));
+
+    // Some filters matched.
+    let mut f = Filter::default();
+    f.add_agent("apache");
+    f.add_class("role::test");
+    f.add_fact("nested.string", "=~", "/meh/").unwrap();
+    assert_eq!(f.matches(&node), Ok(false));
+}
+
+#[test]
+fn fact_comparisons() {
+    let node = test_node();
+    let check = |fact: &str, op: &str, value: &str| {
+        let mut f = Filter::default();
+        f.add_fact(fact, op, value).unwrap();
+        f.matches(&node).unwrap()
+    };
+    assert!(check("string", "==", "HELLO WORLD"));
+    assert!(check("string", "!=", "goodbye"));
+    assert!(check("inumber", "==", "1"));
+    assert!(check("fnumber", ">", "1.1"));
+    assert!(check("nested.fnumber", "<=", "2.2"));
+    assert!(!check("nested.inumber", "<", "2"));
+    assert!(check("tbool", "==", "true"));
+    assert!(check("fbool", "==", "false"));
+    assert!(check("tbool", "=~", "true"));
+    assert!(check("fnumber", "=~", "/1.2000/"));
+    assert!(!check("missing.fact", "==", "1"));
+    assert!(!check("nested", "==", "x"), "objects never match");
+    // Identities: any of; a failed regex falls back to the exact name.
+    let mut f = Filter::default();
+    f.add_identity("other.example.net");
+    f.add_identity("test.example.net");
+    assert_eq!(f.matches(&node), Ok(true));
+    // Compound expressions are for servers.
+    let mut f = Filter::default();
+    f.add_compound("with('apache')");
+    assert!(f.matches(&node).is_err());
 }

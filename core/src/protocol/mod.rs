@@ -23,7 +23,7 @@ pub mod verify;
 
 pub use codec::{b64_decode, b64_encode, gunzip, gzip, Limits};
 pub use error::{DecodeError, Layer, Reason};
-pub use filter::{FactFilter, Filter, FilterError, FACT_OPERATORS};
+pub use filter::{FactFilter, Filter, FilterError, NodeInfo, FACT_OPERATORS};
 pub use lifecycle::LifecycleEvent;
 pub use transport::Transport;
 
