@@ -30,8 +30,7 @@ fn payload() -> Vec<u8> {
         1_700_000_000,
     );
     let reply = v1::Reply::for_request(&req, "node1.example.net", 1_700_000_001, &body.to_string());
-    let secure =
-        v1::SecureReply::new(&String::from_utf8(gojson::to_vec(&reply)).unwrap_or_default());
+    let secure = v1::SecureReply::new(&gojson::to_string(&reply));
     let headers = v1::Headers {
         sender: "node1.example.net".into(),
         seen_by: vec![vec![

@@ -30,24 +30,22 @@ fn v1_request(caller: &str, message: &str) -> v1::Request {
 
 // ------------------------------------------------------------ protocol/v1
 
+/// Go's `NewTransportMessage("rip.mcollective")` with the secure layer set.
+fn from_rip(secure_json: &[u8]) -> v1::Transport {
+    let headers = v1::Headers {
+        sender: "rip.mcollective".into(),
+        ..Default::default()
+    };
+    v1::Transport::new(secure_json, headers)
+}
+
 #[test]
 fn v1_transport_supports_reply_data() {
     let req = v1_request("rip.mcollective", r#"{"message":1}"#);
-    let reply = v1::Reply::for_request(
-        &req,
-        "testing",
-        NOW,
-        &String::from_utf8(gojson::to_vec(&req)).unwrap(),
-    );
-    let sreply = v1::SecureReply::new(&String::from_utf8(gojson::to_vec(&reply)).unwrap());
+    let reply = v1::Reply::for_request(&req, "testing", NOW, &gojson::to_string(&req));
+    let sreply = v1::SecureReply::new(&gojson::to_string(&reply));
     let sj = gojson::to_vec(&sreply);
-    let t = v1::Transport::new(
-        &sj,
-        v1::Headers {
-            sender: "rip.mcollective".into(),
-            ..Default::default()
-        },
-    );
+    let t = from_rip(&sj);
     let tj = gojson::to_vec(&t);
     assert_eq!(protocol_of(&tj), Some(Protocol::Transport(Version::V1)));
     assert_eq!(t.headers.sender, "rip.mcollective");
@@ -57,15 +55,9 @@ fn v1_transport_supports_reply_data() {
 #[test]
 fn v1_transport_supports_request_data_and_rejects_bad_json() {
     let req = v1_request("rip.mcollective", "hello world");
-    let sreq = v1::SecureRequest::insecure(&String::from_utf8(gojson::to_vec(&req)).unwrap());
+    let sreq = v1::SecureRequest::insecure(&gojson::to_string(&req));
     let sj = gojson::to_vec(&sreq);
-    let t = v1::Transport::new(
-        &sj,
-        v1::Headers {
-            sender: "rip.mcollective".into(),
-            ..Default::default()
-        },
-    );
+    let t = from_rip(&sj);
     let tj = gojson::to_vec(&t);
     assert_eq!(protocol_of(&tj), Some(Protocol::Transport(Version::V1)));
     assert_eq!(t.data_bytes().unwrap(), sj);
@@ -111,11 +103,11 @@ fn v1_request_is_constructed_correctly() {
     filter.add_agent("other");
     assert!(!filter.is_empty());
     // Go always emits the five filter keys.
-    assert!(String::from_utf8(gojson::to_vec(&v1::Request::new(
-        "a", "b", "c", 60, RID, "d", 1
-    )))
-    .unwrap()
-    .contains(r#""filter":{"fact":[],"cf_class":[],"agent":[],"identity":[],"compound":[]}"#));
+    assert!(
+        gojson::to_string(&v1::Request::new("a", "b", "c", 60, RID, "d", 1)).contains(
+            r#""filter":{"fact":[],"cf_class":[],"agent":[],"identity":[],"compound":[]}"#
+        )
+    );
 }
 
 #[test]
@@ -134,7 +126,7 @@ fn v1_reply_is_created_from_a_request() {
 #[test]
 fn v1_secure_request_insecure_mode() {
     let req = v1_request("rip.mcollective", r#"{"test":1}"#);
-    let rj = String::from_utf8(gojson::to_vec(&req)).unwrap();
+    let rj = gojson::to_string(&req);
     let s = v1::SecureRequest::insecure(&rj);
     assert_eq!(
         protocol_of(&gojson::to_vec(&s)),
@@ -150,7 +142,7 @@ fn v1_secure_request_signed() {
     use rsa::pkcs1v15::{Signature, VerifyingKey};
     use rsa::signature::Verifier;
     let req = v1_request("rip.mcollective", r#"{"test":1}"#);
-    let rj = String::from_utf8(gojson::to_vec(&req)).unwrap();
+    let rj = gojson::to_string(&req);
     let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
     let pem = "-----BEGIN CERTIFICATE-----\nstub\n-----END CERTIFICATE-----\n";
     let s = v1::SecureRequest::sign(&rj, pem, &key);
@@ -174,7 +166,7 @@ fn v1_secure_request_signed() {
 fn v1_secure_reply_is_valid() {
     let req = v1_request("rip.mcollective", r#"{"test":1}"#);
     let reply = v1::Reply::for_request(&req, "testing", NOW, r#"{"test":1}"#);
-    let rj = String::from_utf8(gojson::to_vec(&reply)).unwrap();
+    let rj = gojson::to_string(&reply);
     let s = v1::SecureReply::new(&rj);
     assert_eq!(
         protocol_of(&gojson::to_vec(&s)),
@@ -587,7 +579,7 @@ fn transport() -> Transport {
         "mcollective",
         NOW,
     );
-    let s = v1::SecureRequest::insecure(&String::from_utf8(gojson::to_vec(&req)).unwrap());
+    let s = v1::SecureRequest::insecure(&gojson::to_string(&req));
     Transport::V1(v1::Transport::new(
         &gojson::to_vec(&s),
         v1::Headers {

@@ -97,6 +97,11 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     write(value, GoFormatter::compact())
 }
 
+/// [`to_vec`] as a `String` (JSON output is always UTF-8).
+pub fn to_string<T: Serialize + ?Sized>(value: &T) -> String {
+    String::from_utf8(to_vec(value)).unwrap_or_default()
+}
+
 /// Marshals `value` exactly as Go's `json.MarshalIndent(v, "", "  ")` would.
 pub fn to_vec_indented<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     write(value, GoFormatter::indented())
