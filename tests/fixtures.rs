@@ -757,3 +757,22 @@ fn every_synthetic_message_decodes() {
         dir.display()
     );
 }
+
+#[test]
+fn hops_of_any_length_are_kept() {
+    // Ruby appends two-element hops; anything else is kept as received too.
+    let wire = synthetic("v1_transport_reply.wire");
+    let mut t: v1::Transport = serde_json::from_slice(&wire).unwrap();
+    t.headers.seen_by = vec![
+        vec!["nats://a:4222".into(), "ruby.example.net".into()],
+        vec![],
+        vec!["1".into(), "2".into(), "3".into(), "4".into()],
+    ];
+    let bytes = gojson::to_vec(&t);
+    assert!(text(&bytes)
+        .contains(r#""seen-by":[["nats://a:4222","ruby.example.net"],[],["1","2","3","4"]]"#));
+    let m = rpc(&bytes);
+    let transport = m.transport.as_ref().unwrap();
+    assert_eq!(transport.hops(), t.headers.seen_by.as_slice());
+    assert_eq!(transport.encode(), bytes);
+}
