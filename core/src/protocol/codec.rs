@@ -141,7 +141,13 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(
     layer: Layer,
     bytes: &'a [u8],
 ) -> Result<T, DecodeError> {
-    serde_json::from_slice(bytes).map_err(|e| DecodeError::json(layer, e))
+    // One up-front UTF-8 check (fast on ASCII) lets serde_json skip checking each
+    // string again, which is most of the work in escape-heavy inner layers.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+    .map_err(|e| DecodeError::json(layer, e))
 }
 
 /// Reads only the `protocol` key of a JSON object, skipping everything else; `None`
