@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     if let Message::Rpc(rpc) = &message {
-        if let Ok(registration) = Registration::decode(&rpc.body) {
+        if let Ok(registration) = Registration::decode(rpc.body()) {
             let _ = registration.is_compressed();
             let _ = registration.content(&LIMITS);
         }
