@@ -6,8 +6,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod gojson;
+pub mod pipeline;
 pub mod protocol;
 pub mod record;
+pub mod sink;
 
 pub use record::{Kind, Record};

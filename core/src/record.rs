@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 /// What a record is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// An RPC request.

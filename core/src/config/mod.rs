@@ -1,0 +1,3 @@
+//! Configuration helpers shared by the config models.
+
+pub mod duration;

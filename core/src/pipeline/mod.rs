@@ -1,0 +1,179 @@
+//! The adapter pipeline: one tower layer per concern, each in its own folder.
+//!
+//! ```text
+//! Incoming ─decode─> Record ─filter─> ─transform─> ─batch─> Batch
+//!     ─metrics─> ─retry─> ─timeout─> ─concurrency─> ─rate limit─> Sink
+//! ```
+//!
+//! Order matters, as in `tower::ServiceBuilder`: the first layer named is the outermost.
+//! `metrics` sits outside `retry` so it counts the final outcome of each record once and
+//! every retry separately; `timeout` sits inside `retry` so a slow attempt is retried;
+//! `concurrency` and `rate limit` sit next to the sink, bounding what reaches it.
+//!
+//! Every layer answers one [`Outcome`](crate::sink::Outcome) per record; nothing is
+//! dropped silently: undecodable input is rejected (for the dead letter), filtered
+//! records are answered `Filtered`, and records that exhaust their retries are rejected
+//! with the last reason.
+
+pub mod batch;
+pub mod decode;
+pub mod filter;
+pub mod metrics;
+pub mod ratelimit;
+pub mod retry;
+pub mod timeout;
+pub mod transform;
+
+use bytes::Bytes;
+
+/// A message as ingest received it: the subject and the payload bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// The NATS subject.
+    pub subject: String,
+    /// The payload, exactly as received.
+    pub payload: Bytes,
+}
+
+/// Concurrency limiting is tower's own layer; it bounds the sink calls in flight.
+pub use tower::limit::ConcurrencyLimitLayer;
+
+use crate::protocol::Limits;
+use crate::sink::{Batch, Outcome, SinkError};
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::time::Duration;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder};
+
+/// The per-sink pipeline settings of an adapter (its `[adapter.pipeline]` table).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Largest payload accepted, in bytes. Default 8 MiB.
+    #[serde(default = "default_max_payload")]
+    pub max_payload: usize,
+    /// Largest gunzip output (registration `zcontent`), in bytes. Default 64 MiB.
+    #[serde(default = "default_max_gunzip")]
+    pub max_gunzip: usize,
+    /// Which records to keep.
+    #[serde(default)]
+    pub filter: filter::FilterRules,
+    /// How to reshape bodies.
+    #[serde(default)]
+    pub transform: transform::TransformRules,
+    /// When to send a batch.
+    #[serde(default)]
+    pub batch: batch::BatchConfig,
+    /// How to retry.
+    #[serde(default)]
+    pub retry: retry::RetryPolicy,
+    /// Longest one sink call may take. Default 30 s.
+    #[serde(default = "default_timeout", with = "crate::config::duration")]
+    pub timeout: Duration,
+    /// Most sink calls in flight at once. Default 4.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Most records per second into the sink; none means no limit.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+}
+
+const fn default_max_payload() -> usize {
+    Limits::DEFAULT.max_payload
+}
+const fn default_max_gunzip() -> usize {
+    Limits::DEFAULT.max_gunzip
+}
+const fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+const fn default_concurrency() -> usize {
+    4
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            max_payload: default_max_payload(),
+            max_gunzip: default_max_gunzip(),
+            filter: Default::default(),
+            transform: Default::default(),
+            batch: Default::default(),
+            retry: Default::default(),
+            timeout: default_timeout(),
+            concurrency: default_concurrency(),
+            rate_limit: None,
+        }
+    }
+}
+
+impl PipelineSettings {
+    /// The decode limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_payload: self.max_payload,
+            max_gunzip: self.max_gunzip,
+        }
+    }
+}
+
+/// A whole pipeline for one sink: payloads in, one outcome per payload out.
+pub type PipelineService = BoxCloneSyncService<Incoming, Outcome, Infallible>;
+
+/// Assembles the layers in the documented order around `sink`. Must be called inside a
+/// Tokio runtime (the batcher starts a task).
+pub fn build<S>(
+    settings: &PipelineSettings,
+    sink: S,
+    metrics: metrics::SinkMetrics,
+) -> PipelineService
+where
+    S: Service<Batch, Response = Vec<Outcome>, Error = SinkError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    let limits = settings.limits();
+    let transform = transform::TransformRules {
+        limits,
+        ..settings.transform.clone()
+    };
+    let to_sink = ServiceBuilder::new()
+        .layer(metrics::MetricsLayer::new(metrics.clone()))
+        .layer(retry::RetryLayer::new(
+            settings.retry,
+            Some(metrics.retries()),
+        ))
+        .layer(timeout::TimeoutLayer::new(settings.timeout))
+        .layer(ConcurrencyLimitLayer::new(settings.concurrency.max(1)))
+        .option_layer(settings.rate_limit.map(ratelimit::RateLimitLayer::new))
+        .service(sink);
+    let batcher = tower::Layer::layer(&batch::BatchLayer::new(settings.batch), to_sink);
+    let records = ServiceBuilder::new()
+        .layer(decode::DecodeLayer::new(limits))
+        .layer(filter::FilterLayer::new(settings.filter.clone()))
+        .layer(transform::TransformLayer::new(transform))
+        .service(batcher);
+    BoxCloneSyncService::new(records)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::protocol::Version;
+    use crate::{Kind, Record};
+
+    /// A reply record with request id `id` and `body`.
+    pub(crate) fn record(id: usize, body: &str) -> Record {
+        Record {
+            subject: "s".into(),
+            version: Version::V1,
+            kind: Kind::Reply,
+            sender: "n".into(),
+            request_id: id.to_string(),
+            agent: "a".into(),
+            collective: None,
+            time_ns: 0,
+            body: bytes::Bytes::from(body.to_string()),
+            raw: bytes::Bytes::new(),
+        }
+    }
+}
