@@ -17,6 +17,7 @@ test: setup fmt lint unit
 ## setup: install the toolchain components and tools the project needs
 setup:
 	scripts/setup.sh
+	scripts/install-nats.sh >/dev/null
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -24,8 +25,9 @@ fmt:
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# Real servers (nats-server with JetStream) start once for the whole run, on loopback.
 unit:
-	$(CARGO) test --workspace --locked
+	scripts/with-servers.sh $(CARGO) test --workspace --locked
 
 ## bench: the decode benchmark (ratios against serde_json in one run)
 bench: setup
