@@ -1,0 +1,6 @@
+//! Swallow everything: for benchmarks.
+
+pub mod config;
+pub mod service;
+
+pub use service::BlackholeSink;
