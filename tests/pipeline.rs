@@ -10,7 +10,8 @@ use coro::core::sink::{Batch, Outcome, SinkError};
 use coro::core::Kind;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tower::ServiceExt;
+use coro::core::pipeline::decode::DecodeLayer;
+use tower::{ServiceBuilder, ServiceExt};
 
 /// Keeps what it is given; asks for one retry of records whose agent is `flaky`, and
 /// rejects records from `bad.example.net`.
@@ -80,7 +81,9 @@ async fn fixtures_through_the_whole_pipeline() {
     )
     .unwrap();
     let sink = Collect::default();
-    let svc = pipeline::build(&settings, sink.clone(), metrics.for_sink("test", "collect"));
+    let svc = ServiceBuilder::new()
+        .layer(DecodeLayer::new(settings.limits()))
+        .service(pipeline::build(&settings, sink.clone(), metrics.for_sink("test", "collect")));
 
     let reply = common::synthetic("v1_transport_reply.wire");
     let flaky = String::from_utf8(reply.clone()).unwrap();
@@ -160,7 +163,9 @@ async fn dropping_every_handle_drains_the_batcher() {
         ..Default::default()
     };
     let sink = Collect::default();
-    let svc = pipeline::build(&settings, sink.clone(), metrics.for_sink("a", "b"));
+    let svc = ServiceBuilder::new()
+        .layer(DecodeLayer::new(settings.limits()))
+        .service(pipeline::build(&settings, sink.clone(), metrics.for_sink("a", "b")));
     let reply = common::synthetic("v1_transport_reply.wire");
     let calls: Vec<_> = (0..10)
         .map(|_| svc.clone().oneshot(incoming("r", reply.clone())))

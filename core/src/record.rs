@@ -19,6 +19,10 @@ pub enum Kind {
     Registration,
     /// A lifecycle event.
     Lifecycle,
+    /// A message that could not be delivered, described for the dead-letter sink: the
+    /// body is a JSON document with the error, adapter, sink, subject and payload.
+    #[serde(rename = "dead_letter")]
+    DeadLetter,
 }
 
 impl Kind {
@@ -29,6 +33,7 @@ impl Kind {
             Kind::Reply => "reply",
             Kind::Registration => "registration",
             Kind::Lifecycle => "lifecycle",
+            Kind::DeadLetter => "dead_letter",
         }
     }
 }
@@ -107,6 +112,51 @@ impl Record {
             time_ns: i128::from(event.timestamp) * 1_000_000_000,
             body: Bytes::from(event.data),
             raw,
+        }
+    }
+
+    /// The dead letter for a message that `sink` of `adapter` could not take: `payload`
+    /// (the raw NATS payload) with the `error`, embedded in a JSON document that any
+    /// sink can store. `from` is the decoded record when there is one.
+    pub fn dead_letter(
+        adapter: &str,
+        sink: &str,
+        error: &str,
+        subject: &str,
+        payload: &Bytes,
+        from: Option<&Record>,
+    ) -> Record {
+        #[derive(Serialize)]
+        struct Letter<'a> {
+            error: &'a str,
+            adapter: &'a str,
+            sink: &'a str,
+            subject: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            payload: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            payload_base64: Option<String>,
+        }
+        let text = std::str::from_utf8(payload).ok();
+        let letter = Letter {
+            error,
+            adapter,
+            sink,
+            subject,
+            payload: text,
+            payload_base64: text.is_none().then(|| crate::protocol::b64_encode(payload)),
+        };
+        Record {
+            subject: subject.to_string(),
+            version: from.map_or(Version::V1, |r| r.version),
+            kind: Kind::DeadLetter,
+            sender: from.map_or_else(String::new, |r| r.sender.clone()),
+            request_id: from.map_or_else(String::new, |r| r.request_id.clone()),
+            agent: from.map_or_else(String::new, |r| r.agent.clone()),
+            collective: from.and_then(|r| r.collective.clone()),
+            time_ns: from.map_or(0, |r| r.time_ns),
+            body: Bytes::from(crate::gojson::to_vec(&letter)),
+            raw: payload.clone(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The adapter pipeline: one tower layer per concern, each in its own folder.
 //!
 //! ```text
-//! Incoming ─decode─> Record ─filter─> ─transform─> ─batch─> Batch
+//! Incoming ─decode─> Record ═fan-out═> per sink: ─filter─> ─transform─> ─batch─> Batch
 //!     ─metrics─> ─retry─> ─timeout─> ─concurrency─> ─rate limit─> Sink
 //! ```
 //!
@@ -39,6 +39,7 @@ pub struct Incoming {
 pub use tower::limit::ConcurrencyLimitLayer;
 
 use crate::protocol::Limits;
+use crate::Record;
 use crate::sink::{Batch, Outcome, SinkError};
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -118,62 +119,32 @@ impl PipelineSettings {
     }
 }
 
-/// A whole pipeline for one sink: payloads in, one outcome per payload out.
-pub type PipelineService = BoxCloneSyncService<Incoming, Outcome, Infallible>;
+/// A whole pipeline for one sink: records in, one outcome per record out.
+pub type PipelineService = BoxCloneSyncService<Record, Outcome, Infallible>;
 
-/// Assembles the layers in the documented order around `sink`. Must be called inside a
-/// Tokio runtime (the batcher starts a task).
-pub fn build<S>(
-    settings: &PipelineSettings,
-    sink: S,
-    metrics: metrics::SinkMetrics,
-) -> PipelineService
+/// Assembles the record layers in the documented order around `sink` (decoding happens
+/// once per message, before the fan-out to sinks, with [`decode::DecodeLayer`]). Must
+/// be called inside a Tokio runtime: the batcher starts a task.
+pub fn build<S>(settings: &PipelineSettings, sink: S, metrics: metrics::SinkMetrics) -> PipelineService
 where
     S: Service<Batch, Response = Vec<Outcome>, Error = SinkError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    let limits = settings.limits();
     let transform = transform::TransformRules {
-        limits,
+        limits: settings.limits(),
         ..settings.transform.clone()
     };
     let to_sink = ServiceBuilder::new()
         .layer(metrics::MetricsLayer::new(metrics.clone()))
-        .layer(retry::RetryLayer::new(
-            settings.retry,
-            Some(metrics.retries()),
-        ))
+        .layer(retry::RetryLayer::new(settings.retry, Some(metrics.retries())))
         .layer(timeout::TimeoutLayer::new(settings.timeout))
         .layer(ConcurrencyLimitLayer::new(settings.concurrency.max(1)))
         .option_layer(settings.rate_limit.map(ratelimit::RateLimitLayer::new))
         .service(sink);
     let batcher = tower::Layer::layer(&batch::BatchLayer::new(settings.batch), to_sink);
     let records = ServiceBuilder::new()
-        .layer(decode::DecodeLayer::new(limits))
         .layer(filter::FilterLayer::new(settings.filter.clone()))
         .layer(transform::TransformLayer::new(transform))
         .service(batcher);
     BoxCloneSyncService::new(records)
-}
-
-#[cfg(test)]
-pub(crate) mod test_support {
-    use crate::protocol::Version;
-    use crate::{Kind, Record};
-
-    /// A reply record with request id `id` and `body`.
-    pub(crate) fn record(id: usize, body: &str) -> Record {
-        Record {
-            subject: "s".into(),
-            version: Version::V1,
-            kind: Kind::Reply,
-            sender: "n".into(),
-            request_id: id.to_string(),
-            agent: "a".into(),
-            collective: None,
-            time_ns: 0,
-            body: bytes::Bytes::from(body.to_string()),
-            raw: bytes::Bytes::new(),
-        }
-    }
 }

@@ -42,9 +42,9 @@ impl ChoriaStreamsOutput {
     }
 
     /// The same document built from a [`Record`] of a request or reply. Lifecycle
-    /// events have no adapter output; they give `None`.
+    /// events and dead letters have no adapter output; they give `None`.
     pub fn from_record(record: &Record) -> Option<Result<Self, TimeOutOfRange>> {
-        if record.kind == Kind::Lifecycle {
+        if matches!(record.kind, Kind::Lifecycle | Kind::DeadLetter) {
             return None;
         }
         Some(
