@@ -5,12 +5,12 @@
 mod common;
 
 use bytes::Bytes;
+use coro::core::pipeline::decode::DecodeLayer;
 use coro::core::pipeline::{self, metrics::PipelineMetrics, Incoming, PipelineSettings};
 use coro::core::sink::{Batch, Outcome, SinkError};
 use coro::core::Kind;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use coro::core::pipeline::decode::DecodeLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 /// Keeps what it is given; asks for one retry of records whose agent is `flaky`, and
@@ -83,7 +83,11 @@ async fn fixtures_through_the_whole_pipeline() {
     let sink = Collect::default();
     let svc = ServiceBuilder::new()
         .layer(DecodeLayer::new(settings.limits()))
-        .service(pipeline::build(&settings, sink.clone(), metrics.for_sink("test", "collect")));
+        .service(pipeline::build(
+            &settings,
+            sink.clone(),
+            metrics.for_sink("test", "collect"),
+        ));
 
     let reply = common::synthetic("v1_transport_reply.wire");
     let flaky = String::from_utf8(reply.clone()).unwrap();
@@ -165,7 +169,11 @@ async fn dropping_every_handle_drains_the_batcher() {
     let sink = Collect::default();
     let svc = ServiceBuilder::new()
         .layer(DecodeLayer::new(settings.limits()))
-        .service(pipeline::build(&settings, sink.clone(), metrics.for_sink("a", "b")));
+        .service(pipeline::build(
+            &settings,
+            sink.clone(),
+            metrics.for_sink("a", "b"),
+        ));
     let reply = common::synthetic("v1_transport_reply.wire");
     let calls: Vec<_> = (0..10)
         .map(|_| svc.clone().oneshot(incoming("r", reply.clone())))

@@ -20,6 +20,33 @@ pub enum Command {
     /// Exits 65 with `error: <layer>: <reason>` on stderr when the payload is not a
     /// valid Choria message, and 66 when the input cannot be read.
     Decode(DecodeArgs),
+    /// Run the data adapters of a config file until SIGTERM or SIGINT, then drain.
+    ///
+    /// Reads adapters.toml, or a Choria broker config with plugin.choria.adapter.* keys.
+    /// Exits 78 on a bad config, 69 when a server cannot be reached at start.
+    Run(RunArgs),
+    /// Check a config file without connecting anywhere and print its adapters.
+    ///
+    /// Reads adapters.toml, or a Choria broker config with plugin.choria.adapter.* keys.
+    /// Prints every problem to stderr, one per line (`file:line:column: key: message;
+    /// hint`), and exits 78; otherwise prints a table of the adapters and exits 0.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `coro validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The config file: `*.toml` as adapters.toml, anything else as a Choria config.
+    #[arg(default_value = "adapters.toml")]
+    pub config: PathBuf,
+}
+
+/// Arguments of `coro run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The config file.
+    #[arg(long, short, default_value = "adapters.toml")]
+    pub config: PathBuf,
 }
 
 /// Output of `coro decode`.

@@ -2,8 +2,12 @@
 
 #![forbid(unsafe_code)]
 
+mod adapters;
 mod cli;
 mod decode;
+mod http;
+mod run;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -11,5 +15,21 @@ fn main() -> ExitCode {
     let cli = <cli::Cli as clap::Parser>::parse();
     match cli.command {
         cli::Command::Decode(args) => decode::run(&args),
+        cli::Command::Run(args) => {
+            init_logging();
+            run::run(&args.config)
+        }
+        cli::Command::Validate(args) => validate::run(&args),
     }
+}
+
+/// Logs to stderr; `RUST_LOG` picks the level (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }

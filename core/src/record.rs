@@ -161,8 +161,13 @@ impl Record {
     }
 
     /// A stable key for de-duplication downstream (JetStream `Nats-Msg-Id`, Kafka keys):
-    /// sender, request id and Choria time. A redelivered message gets the same key.
+    /// sender, request id and Choria time. A redelivered message gets the same key. A
+    /// dead letter, which may have none of those, is keyed by a hash of its document.
     pub fn idempotency_key(&self) -> String {
+        if self.kind == Kind::DeadLetter {
+            use sha2::{Digest, Sha256};
+            return format!("dead.{}", hex::encode(&Sha256::digest(&self.body)[..16]));
+        }
         format!("{}.{}.{}", self.sender, self.request_id, self.time_ns)
     }
 }

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod blackhole;
+pub mod config;
 pub mod encoding;
 pub mod file;
 pub mod jetstream;

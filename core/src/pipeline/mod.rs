@@ -39,8 +39,8 @@ pub struct Incoming {
 pub use tower::limit::ConcurrencyLimitLayer;
 
 use crate::protocol::Limits;
-use crate::Record;
 use crate::sink::{Batch, Outcome, SinkError};
+use crate::Record;
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -125,7 +125,11 @@ pub type PipelineService = BoxCloneSyncService<Record, Outcome, Infallible>;
 /// Assembles the record layers in the documented order around `sink` (decoding happens
 /// once per message, before the fan-out to sinks, with [`decode::DecodeLayer`]). Must
 /// be called inside a Tokio runtime: the batcher starts a task.
-pub fn build<S>(settings: &PipelineSettings, sink: S, metrics: metrics::SinkMetrics) -> PipelineService
+pub fn build<S>(
+    settings: &PipelineSettings,
+    sink: S,
+    metrics: metrics::SinkMetrics,
+) -> PipelineService
 where
     S: Service<Batch, Response = Vec<Outcome>, Error = SinkError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -136,7 +140,10 @@ where
     };
     let to_sink = ServiceBuilder::new()
         .layer(metrics::MetricsLayer::new(metrics.clone()))
-        .layer(retry::RetryLayer::new(settings.retry, Some(metrics.retries())))
+        .layer(retry::RetryLayer::new(
+            settings.retry,
+            Some(metrics.retries()),
+        ))
         .layer(timeout::TimeoutLayer::new(settings.timeout))
         .layer(ConcurrencyLimitLayer::new(settings.concurrency.max(1)))
         .option_layer(settings.rate_limit.map(ratelimit::RateLimitLayer::new))
@@ -147,4 +154,26 @@ where
         .layer(transform::TransformLayer::new(transform))
         .service(batcher);
     BoxCloneSyncService::new(records)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::protocol::Version;
+    use crate::{Kind, Record};
+
+    /// A reply record with request id `id` and `body`.
+    pub(crate) fn record(id: usize, body: &str) -> Record {
+        Record {
+            subject: "s".into(),
+            version: Version::V1,
+            kind: Kind::Reply,
+            sender: "n".into(),
+            request_id: id.to_string(),
+            agent: "a".into(),
+            collective: None,
+            time_ns: 0,
+            body: bytes::Bytes::from(body.to_string()),
+            raw: bytes::Bytes::new(),
+        }
+    }
 }

@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 
-/// `type = "blackhole"`: takes no options.
+/// `type = "blackhole"`: swallows every record (answering Delivered); for benchmarks
+/// and for trying an ingest out. Takes no options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlackholeConfig {}

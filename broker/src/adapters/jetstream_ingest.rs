@@ -1,0 +1,161 @@
+//! JetStream ingest: a durable pull consumer with explicit acks. At-least-once end to
+//! end: a message is acknowledged only after every sink of its route delivered it (or
+//! it went to the dead letter); a retry is a NAK with the delay asked for; a long wait
+//! sends in-progress acks so the server does not redeliver early. When sinks stall, the
+//! in-flight window fills and ingest stops pulling: backpressure, not loss.
+//!
+//! After a crash, what was in flight is redelivered once `ack_wait` passes, so
+//! duplicates are bounded by the in-flight window (`max_ack_pending`); sinks de-duplicate
+//! with the record's idempotency key where they can (JetStream `Nats-Msg-Id`).
+
+use super::metrics::AdapterMetrics;
+use super::route::{Disposition, Route};
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::AckKind;
+use coro_core::config::adapters::JetStreamIngest;
+use coro_core::pipeline::Incoming;
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Why ingest could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The stream is missing or unreachable.
+    #[error("stream {stream}: {source}")]
+    Stream {
+        /// The stream name.
+        stream: String,
+        /// What went wrong.
+        source: async_nats::jetstream::context::GetStreamError,
+    },
+    /// The consumer could not be created or bound.
+    #[error("consumer {consumer}: {reason}")]
+    Consumer {
+        /// The durable name.
+        consumer: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Binds (creating when missing) the durable consumer and returns its message stream.
+pub async fn consumer(
+    config: &JetStreamIngest,
+    client: async_nats::Client,
+) -> Result<pull::Stream, StartError> {
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|source| StartError::Stream {
+            stream: config.stream.clone(),
+            source,
+        })?;
+    let consumer_error = |reason: String| StartError::Consumer {
+        consumer: config.consumer.clone(),
+        reason,
+    };
+    let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(
+            &config.consumer,
+            pull::Config {
+                durable_name: Some(config.consumer.clone()),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: i64::try_from(config.max_ack_pending).unwrap_or(i64::MAX),
+                filter_subject: config.subject.clone().unwrap_or_default(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| consumer_error(e.to_string()))?;
+    consumer
+        .stream()
+        .max_messages_per_batch(config.fetch_batch.max(1))
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| consumer_error(e.to_string()))
+}
+
+/// Pulls and settles messages until `stop` turns true, then settles what is in flight.
+pub async fn run(
+    config: JetStreamIngest,
+    mut messages: pull::Stream,
+    route: Route,
+    metrics: AdapterMetrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let adapter = route.adapter().to_string();
+    let limit = config.max_ack_pending.max(1);
+    let gauge = metrics.in_flight.with_label_values(&[&adapter]);
+    let redeliveries = metrics.redeliveries.with_label_values(&[&adapter]);
+    let mut in_flight = FuturesUnordered::new();
+    tracing::info!(
+        adapter,
+        stream = config.stream,
+        consumer = config.consumer,
+        "JetStream ingest started"
+    );
+    loop {
+        tokio::select! {
+            msg = messages.next(), if in_flight.len() < limit => match msg {
+                Some(Ok(msg)) => {
+                    if msg.info().is_ok_and(|i| i.delivered > 1) {
+                        redeliveries.inc();
+                    }
+                    in_flight.push(settle(msg, route.clone(), config.ack_wait));
+                    gauge.set(in_flight.len() as i64);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(adapter, "pulling from {}: {e}", config.stream);
+                }
+                None => break,
+            },
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {
+                gauge.set(in_flight.len() as i64);
+            }
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    // Stop pulling; what was pulled but not started is redelivered by the server.
+    drop(messages);
+    while in_flight.next().await.is_some() {
+        gauge.set(in_flight.len() as i64);
+    }
+    gauge.set(0);
+    tracing::info!(adapter, "JetStream ingest stopped");
+}
+
+/// Delivers one message and acks or naks it, keeping it alive with progress acks.
+async fn settle(msg: async_nats::jetstream::Message, route: Route, ack_wait: Duration) {
+    let incoming = Incoming {
+        subject: msg.subject.to_string(),
+        payload: msg.payload.clone(),
+    };
+    let deliver = route.deliver(incoming, 0);
+    tokio::pin!(deliver);
+    let keepalive = (ack_wait / 2).max(Duration::from_millis(100));
+    let disposition = loop {
+        tokio::select! {
+            d = &mut deliver => break d,
+            () = tokio::time::sleep(keepalive) => {
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+        }
+    };
+    let result = match disposition {
+        Disposition::Ack => msg.ack().await,
+        Disposition::Retry { after } => msg.ack_with(AckKind::Nak(after)).await,
+    };
+    if let Err(e) = result {
+        // The server redelivers an unacknowledged message after ack_wait.
+        tracing::warn!(adapter = route.adapter(), "settling a message: {e}");
+    }
+}

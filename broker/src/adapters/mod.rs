@@ -1,0 +1,293 @@
+//! The adapter runtime: for each `[[adapter]]`, connect ingest and sinks, assemble one
+//! pipeline per sink, and run until told to stop; then drain.
+
+pub mod jetstream_ingest;
+pub mod metrics;
+pub mod nats_ingest;
+pub mod route;
+
+use coro_core::config::adapters::{AdapterConfig, AdaptersConfig, IngestConfig, SinkSpec};
+use coro_core::pipeline::metrics::PipelineMetrics;
+use coro_core::pipeline::{self, PipelineSettings};
+use coro_core::sink::{Batch, Outcome, SinkError};
+use coro_sinks::blackhole::BlackholeSink;
+use coro_sinks::config::SinkConfig;
+use coro_sinks::encoding::Encoding;
+use coro_sinks::file::FileSink;
+use coro_sinks::jetstream::JetStreamSink;
+use metrics::AdapterMetrics;
+use route::Route;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::util::BoxCloneSyncService;
+
+/// Why the adapters could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A NATS connection failed.
+    #[error("adapter {adapter:?}: connecting to {servers:?}: {reason}")]
+    Connect {
+        /// The adapter.
+        adapter: String,
+        /// The servers tried.
+        servers: Vec<String>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A sink could not be set up.
+    #[error("adapter {adapter:?}: sink {sink:?}: {reason}")]
+    Sink {
+        /// The adapter.
+        adapter: String,
+        /// The sink.
+        sink: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The JetStream consumer could not be bound.
+    #[error("adapter {adapter:?}: {source}")]
+    Consumer {
+        /// The adapter.
+        adapter: String,
+        /// What went wrong.
+        source: jetstream_ingest::StartError,
+    },
+    /// Metrics could not be registered (a name clash).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Running adapters.
+pub struct Adapters {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    connections: Vec<async_nats::Client>,
+}
+
+impl Adapters {
+    /// Connects and starts every adapter in `config`, registering metrics in `registry`.
+    pub async fn start(
+        config: &AdaptersConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Adapters, StartError> {
+        let adapter_metrics = AdapterMetrics::register(registry)?;
+        let pipeline_metrics = PipelineMetrics::register(registry)?;
+        let identity: Arc<str> = config.http.identity.as_str().into();
+        let (stop, stopped) = watch::channel(false);
+        let mut running = Adapters {
+            stop,
+            tasks: Vec::new(),
+            connections: Vec::new(),
+        };
+        for adapter in &config.adapters {
+            running
+                .start_one(
+                    adapter,
+                    &identity,
+                    &adapter_metrics,
+                    &pipeline_metrics,
+                    stopped.clone(),
+                )
+                .await?;
+        }
+        Ok(running)
+    }
+
+    async fn start_one(
+        &mut self,
+        adapter: &AdapterConfig,
+        identity: &Arc<str>,
+        adapter_metrics: &AdapterMetrics,
+        pipeline_metrics: &PipelineMetrics,
+        stopped: watch::Receiver<bool>,
+    ) -> Result<(), StartError> {
+        let mut sinks = Vec::new();
+        for spec in &adapter.sinks {
+            let service = self.sink(adapter, spec, None).await?;
+            let metrics = pipeline_metrics.for_sink(&adapter.name, &spec.name);
+            sinks.push((
+                spec.name.clone(),
+                pipeline::build(&adapter.pipeline, service, metrics),
+            ));
+        }
+        let dead_letter = match &adapter.dead_letter {
+            Some(spec) => {
+                // Dead letters are already the JSON documents to store, and must not be
+                // filtered or reshaped away.
+                let service = self.sink(adapter, spec, Some(Encoding::Raw)).await?;
+                let settings = PipelineSettings {
+                    filter: Default::default(),
+                    transform: Default::default(),
+                    ..adapter.pipeline.clone()
+                };
+                let metrics = pipeline_metrics.for_sink(&adapter.name, &spec.name);
+                Some(pipeline::build(&settings, service, metrics))
+            }
+            None => None,
+        };
+        let route = Route::new(
+            &adapter.name,
+            identity,
+            adapter.pipeline.limits(),
+            adapter.ingest.protocol(),
+            sinks,
+            dead_letter,
+            adapter_metrics.clone(),
+        );
+        let client = self
+            .connect(
+                &adapter.name,
+                adapter.ingest.servers(),
+                &format!("choria adapter {}", adapter.name),
+                Some(adapter_metrics),
+            )
+            .await?;
+        let task = match &adapter.ingest {
+            IngestConfig::Nats(nats) => tokio::spawn(nats_ingest::run(
+                nats.clone(),
+                client,
+                route,
+                adapter_metrics.clone(),
+                identity.clone(),
+                stopped,
+            )),
+            IngestConfig::JetStream(js) => {
+                let messages = jetstream_ingest::consumer(js, client)
+                    .await
+                    .map_err(|source| StartError::Consumer {
+                        adapter: adapter.name.clone(),
+                        source,
+                    })?;
+                tokio::spawn(jetstream_ingest::run(
+                    js.clone(),
+                    messages,
+                    route,
+                    adapter_metrics.clone(),
+                    stopped,
+                ))
+            }
+        };
+        self.tasks.push(task);
+        Ok(())
+    }
+
+    /// Builds the sink service for `spec`; `encoding` overrides the configured one.
+    async fn sink(
+        &mut self,
+        adapter: &AdapterConfig,
+        spec: &SinkSpec,
+        encoding: Option<Encoding>,
+    ) -> Result<SinkService, StartError> {
+        let error = |reason: String| StartError::Sink {
+            adapter: adapter.name.clone(),
+            sink: spec.name.clone(),
+            reason,
+        };
+        Ok(
+            match SinkConfig::from_spec(spec).map_err(|e| error(e.to_string()))? {
+                SinkConfig::Blackhole(_) => BoxCloneSyncService::new(BlackholeSink::new()),
+                SinkConfig::File(mut file) => {
+                    if let Some(encoding) = encoding {
+                        file.encoding = encoding;
+                    }
+                    BoxCloneSyncService::new(
+                        FileSink::open(file).map_err(|e| error(e.to_string()))?,
+                    )
+                }
+                SinkConfig::JetStream(mut js) => {
+                    if let Some(encoding) = encoding {
+                        js.encoding = encoding;
+                    }
+                    let name = format!("{}_{}", adapter.name, spec.name);
+                    let client = self
+                        .connect(&adapter.name, &js.servers, &name, None)
+                        .await?;
+                    BoxCloneSyncService::new(JetStreamSink::with_client(client, js))
+                }
+            },
+        )
+    }
+
+    /// Connects to NATS, counting slow-consumer drops for the adapter.
+    async fn connect(
+        &mut self,
+        adapter: &str,
+        servers: &[String],
+        name: &str,
+        metrics: Option<&AdapterMetrics>,
+    ) -> Result<async_nats::Client, StartError> {
+        let error = |reason: String| StartError::Connect {
+            adapter: adapter.to_string(),
+            servers: servers.to_vec(),
+            reason,
+        };
+        let addrs = coro_sinks::nats::servers(servers).map_err(error)?;
+        let mut options = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(Duration::from_secs(5));
+        if let Some(m) = metrics {
+            let slow = m.dropped.with_label_values(&[adapter, "slow_consumer"]);
+            let adapter = adapter.to_string();
+            options = options.event_callback(move |event| {
+                let slow = slow.clone();
+                let adapter = adapter.clone();
+                async move {
+                    match event {
+                        async_nats::Event::SlowConsumer(_) => slow.inc(),
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!(adapter, "NATS disconnected")
+                        }
+                        async_nats::Event::Connected => tracing::info!(adapter, "NATS connected"),
+                        other => tracing::debug!(adapter, "NATS event: {other}"),
+                    }
+                }
+            });
+        }
+        let client = options
+            .connect(addrs)
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        self.connections.push(client.clone());
+        Ok(client)
+    }
+
+    /// A cheap handle that says whether every NATS connection (ingest and sinks) is up.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            connections: self.connections.clone(),
+        }
+    }
+
+    /// Stops taking messages and waits up to `deadline` for what is in flight to be
+    /// delivered and acknowledged. Returns whether everything finished in time.
+    pub async fn shutdown(self, deadline: Duration) -> bool {
+        let _ = self.stop.send(true);
+        let all = futures::future::join_all(self.tasks);
+        let finished = tokio::time::timeout(deadline, all).await.is_ok();
+        for client in &self.connections {
+            // Flush acks and publishes still buffered in the client.
+            let _ = client.flush().await;
+        }
+        finished
+    }
+}
+
+/// Answers whether the adapters' connections are up; clone freely.
+#[derive(Clone)]
+pub struct Readiness {
+    connections: Vec<async_nats::Client>,
+}
+
+impl Readiness {
+    /// Whether every NATS connection is up.
+    pub fn ready(&self) -> bool {
+        self.connections
+            .iter()
+            .all(|c| c.connection_state() == async_nats::connection::State::Connected)
+    }
+}
+
+/// Any sink behind one cloneable type, so every adapter's pipelines have one shape.
+type SinkService = BoxCloneSyncService<Batch, Vec<Outcome>, SinkError>;

@@ -1,0 +1,278 @@
+//! Where a message goes once ingest has it: decoded once, fanned out to every sink's
+//! pipeline, and settled: acknowledged when every sink delivered it (or it went to the
+//! dead letter), retried when any sink asked for it.
+
+use super::metrics::AdapterMetrics;
+use coro_core::config::adapters::Protocol;
+use coro_core::pipeline::decode::{Decode, DecodeLayer};
+use coro_core::pipeline::{Incoming, PipelineService};
+use coro_core::protocol::Limits;
+use coro_core::sink::Outcome;
+use coro_core::Record;
+use futures::future::BoxFuture;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tower::{Layer, Service, ServiceExt};
+
+/// What ingest should do with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Every sink has it, or it is in the dead letter, or it was dropped on purpose.
+    Ack,
+    /// Some sink asked for it again.
+    Retry {
+        /// A wait the sink asked for.
+        after: Option<Duration>,
+    },
+}
+
+/// Sends a record to every sink's pipeline and combines their outcomes.
+#[derive(Clone)]
+pub struct FanOut {
+    sinks: Arc<[(String, PipelineService)]>,
+    accept: Protocol,
+}
+
+impl Service<Record> for FanOut {
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Each pipeline's own readiness is awaited per call (they apply backpressure).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, record: Record) -> Self::Future {
+        let sinks = self.sinks.clone();
+        let accept = self.accept;
+        Box::pin(async move {
+            if !accept.accepts(record.kind) {
+                return Ok(Outcome::reject(format!(
+                    "protocol: this adapter takes {} messages, got a {} message",
+                    accept.as_str(),
+                    record.kind.as_str()
+                )));
+            }
+            let calls = sinks
+                .iter()
+                .map(|(name, pipeline)| {
+                    let name = name.clone();
+                    let call = pipeline.clone().oneshot(record.clone());
+                    async move { (name, call.await.unwrap_or_else(|e| match e {})) }
+                })
+                .collect::<Vec<_>>();
+            let mut retry: Option<Option<Duration>> = None;
+            let mut rejects = Vec::new();
+            let mut delivered = false;
+            for (name, outcome) in futures::future::join_all(calls).await {
+                match outcome {
+                    Outcome::Delivered => delivered = true,
+                    Outcome::Filtered => {}
+                    Outcome::Retry { after, .. } => {
+                        retry = Some(match (retry.flatten(), after) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            (a, b) => a.or(b),
+                        })
+                    }
+                    Outcome::Reject { reason } => rejects.push(format!("sink {name}: {reason}")),
+                }
+            }
+            Ok(if let Some(after) = retry {
+                Outcome::Retry {
+                    after,
+                    reason: "a sink asked to retry".into(),
+                }
+            } else if !rejects.is_empty() {
+                Outcome::reject(rejects.join("; "))
+            } else if delivered {
+                Outcome::Delivered
+            } else {
+                Outcome::Filtered
+            })
+        })
+    }
+}
+
+/// One adapter's route: decode, fan out, dead letter, metrics.
+#[derive(Clone)]
+pub struct Route {
+    adapter: Arc<str>,
+    identity: Arc<str>,
+    decode: Decode<FanOut>,
+    dead_letter: Option<PipelineService>,
+    metrics: AdapterMetrics,
+    log: Arc<RateLimitedLog>,
+}
+
+impl Route {
+    /// A route for `adapter` into `sinks`, with an optional dead-letter pipeline.
+    pub fn new(
+        adapter: &str,
+        identity: &str,
+        limits: Limits,
+        accept: Protocol,
+        sinks: Vec<(String, PipelineService)>,
+        dead_letter: Option<PipelineService>,
+        metrics: AdapterMetrics,
+    ) -> Self {
+        let fan_out = FanOut {
+            sinks: sinks.into(),
+            accept,
+        };
+        Route {
+            adapter: adapter.into(),
+            identity: identity.into(),
+            decode: DecodeLayer::new(limits).layer(fan_out),
+            dead_letter,
+            metrics,
+            log: Arc::new(RateLimitedLog::new(Duration::from_secs(5))),
+        }
+    }
+
+    /// The adapter's name.
+    pub fn adapter(&self) -> &str {
+        &self.adapter
+    }
+
+    /// Delivers one message and says how to settle it. `worker` labels the Choria
+    /// metrics (`<adapter>.<worker>`).
+    pub async fn deliver(&self, msg: Incoming, worker: usize) -> Disposition {
+        let started = Instant::now();
+        let name = format!("{}.{worker}", self.adapter);
+        let input = [name.as_str(), "input", &self.identity];
+        self.metrics.received.with_label_values(&input).inc();
+        self.metrics
+            .bytes
+            .with_label_values(&input)
+            .inc_by(msg.payload.len() as u64);
+        let outcome = self
+            .decode
+            .clone()
+            .oneshot(msg.clone())
+            .await
+            .unwrap_or_else(|e| match e {});
+        let disposition = match outcome {
+            Outcome::Delivered => {
+                self.metrics
+                    .received
+                    .with_label_values(&[name.as_str(), "output", &self.identity])
+                    .inc();
+                Disposition::Ack
+            }
+            Outcome::Filtered => Disposition::Ack,
+            Outcome::Retry { after, .. } => Disposition::Retry { after },
+            Outcome::Reject { reason } => {
+                let role = if reason.starts_with("decode:") || reason.starts_with("protocol:") {
+                    "input"
+                } else {
+                    "output"
+                };
+                self.metrics
+                    .errors
+                    .with_label_values(&[name.as_str(), role, &self.identity])
+                    .inc();
+                self.dead_letter(&msg, &reason).await
+            }
+        };
+        self.metrics
+            .time
+            .with_label_values(&input)
+            .observe(started.elapsed().as_secs_f64());
+        disposition
+    }
+
+    /// Sends a rejected message to the dead letter; without one it is logged, counted
+    /// and acknowledged (retrying a message every sink refuses would stall the adapter).
+    async fn dead_letter(&self, msg: &Incoming, reason: &str) -> Disposition {
+        let sink = reason
+            .strip_prefix("sink ")
+            .and_then(|rest| rest.split(':').next())
+            .unwrap_or("");
+        self.log.warn(&self.adapter, &msg.subject, reason);
+        let Some(dead_letter) = &self.dead_letter else {
+            self.metrics
+                .dropped
+                .with_label_values(&[&self.adapter, "rejected"])
+                .inc();
+            return Disposition::Ack;
+        };
+        let record = match coro_core::protocol::decode(&msg.payload) {
+            Ok(m) => Some(Record::from_message(&msg.subject, m, msg.payload.clone())),
+            Err(_) => None,
+        };
+        let letter = Record::dead_letter(
+            &self.adapter,
+            sink,
+            reason,
+            &msg.subject,
+            &msg.payload,
+            record.as_ref(),
+        );
+        match dead_letter
+            .clone()
+            .oneshot(letter)
+            .await
+            .unwrap_or_else(|e| match e {})
+        {
+            Outcome::Delivered | Outcome::Filtered => {
+                self.metrics
+                    .dead_letters
+                    .with_label_values(&[&self.adapter, sink])
+                    .inc();
+                Disposition::Ack
+            }
+            Outcome::Retry { after, .. } => Disposition::Retry { after },
+            Outcome::Reject { reason } => {
+                // Losing a message silently is worse than stalling: keep it for later.
+                self.log.warn(
+                    &self.adapter,
+                    &msg.subject,
+                    &format!("dead letter refused: {reason}"),
+                );
+                Disposition::Retry {
+                    after: Some(Duration::from_secs(5)),
+                }
+            }
+        }
+    }
+}
+
+/// Logs at most once per period per adapter, with a count of what was held back, so
+/// a flood of bad input cannot flood the log.
+pub struct RateLimitedLog {
+    period: Duration,
+    last: std::sync::Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl RateLimitedLog {
+    /// A log that speaks at most once per `period`.
+    pub fn new(period: Duration) -> Self {
+        RateLimitedLog {
+            period,
+            last: std::sync::Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Logs a warning unless one was logged within the period.
+    pub fn warn(&self, adapter: &str, subject: &str, reason: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < self.period) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(Instant::now());
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            adapter,
+            subject,
+            suppressed,
+            "message not delivered: {reason}"
+        );
+    }
+}

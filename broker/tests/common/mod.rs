@@ -1,0 +1,166 @@
+//! Helpers for tests that run the `coro` binary against the real nats-server that
+//! `scripts/with-servers.sh` starts once per test run.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The test NATS server's URL.
+pub fn nats_url() -> String {
+    std::env::var("CORO_TEST_NATS_URL").unwrap_or_else(|_| {
+        panic!("CORO_TEST_NATS_URL is not set: run the tests with `make test` (scripts/with-servers.sh starts nats-server; scripts/install-nats.sh installs it)")
+    })
+}
+
+/// A synthetic Choria fixture, trimmed of its trailing newline.
+pub fn synthetic(name: &str) -> Vec<u8> {
+    let shared = std::env::var_os("CORO_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let path = shared.join("choria/fixtures/synthetic").join(name);
+    let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    while bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    bytes
+}
+
+/// A unique name for streams and subjects of one test.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{prefix}{:x}",
+        nanos ^ (u128::from(std::process::id()) << 64)
+    )
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A running `coro run`, killed by PID when dropped.
+pub struct Coro {
+    pub child: Child,
+    pub http: u16,
+    pub log: PathBuf,
+}
+
+impl Coro {
+    /// Starts `coro run --config <config>` and waits until /readyz says ready.
+    pub fn start(config: &Path, http: u16, log: &Path) -> Coro {
+        let out = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_coro"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut coro = Coro {
+            child,
+            http,
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = coro.child.try_wait().unwrap() {
+                panic!("coro exited at start ({status}):\n{}", coro.log_text());
+            }
+            if coro.get("/readyz").is_some_and(|(code, _)| code == 200) {
+                return coro;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("coro not ready after 20s:\n{}", coro.log_text());
+    }
+
+    /// `GET path` on the HTTP port: status code and body.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.http)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())?;
+        Some((code, body))
+    }
+
+    /// The value of one metric line (exact name with labels) from /metrics.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// The sum of every series of a metric (`name{` prefix) whose labels contain `label`.
+    pub fn metric_sum(&self, name: &str, label: &str) -> f64 {
+        let Some((_, body)) = self.get("/metrics") else {
+            return 0.0;
+        };
+        body.lines()
+            .filter(|l| l.starts_with(name) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+
+    /// SIGTERM, then wait for the exit code.
+    pub fn terminate(mut self) -> i32 {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child
+            .wait()
+            .map(|s| s.code().unwrap_or(-1))
+            .unwrap_or(-1)
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What coro logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Coro {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually(
+    timeout: Duration,
+    mut f: impl FnMut() -> futures::future::BoxFuture<'static, bool>,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
