@@ -619,3 +619,120 @@ subject = "{prefix}.dlq"
     );
     assert_eq!(coro.terminate(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_is_down_stops_the_pull_and_loses_nothing() {
+    let url = nats_url();
+    let prefix = unique("t4");
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let input = format!("IN_{prefix}");
+    stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
+    let n = 500usize;
+    for i in 0..n {
+        js.publish(format!("{prefix}.in.r"), v1_reply(i).into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let window = 50;
+    // No stream captures the sink's subject yet: every publish fails until one does.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[http]
+listen = "127.0.0.1:{http}"
+
+[[adapter]]
+name = "stalled"
+[adapter.ingest]
+type = "jetstream"
+servers = ["{url}"]
+stream = "{input}"
+consumer = "coro_{prefix}"
+max_ack_pending = {window}
+ack_wait = "5s"
+[adapter.pipeline]
+retry = {{ initial_backoff = "50ms", max_backoff = "200ms" }}
+timeout = "1s"
+[[adapter.sink]]
+type = "jetstream"
+servers = ["{url}"]
+subject = "{prefix}.out.%s"
+ack_timeout = "500ms"
+"#
+        ),
+    );
+    let coro = Coro::start(&config, http, &dir.path().join("coro.log"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Backpressure: no more than the window is taken, nothing is acknowledged.
+    let in_flight = coro
+        .metric(r#"coro_ingest_in_flight{adapter="stalled"}"#)
+        .unwrap();
+    assert!(
+        in_flight > 0.0 && in_flight <= window as f64,
+        "in flight: {in_flight}"
+    );
+    let mut consumer = js
+        .get_stream(&input)
+        .await
+        .unwrap()
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&format!("coro_{prefix}"))
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap().clone();
+    assert_eq!(
+        info.ack_floor.stream_sequence, 0,
+        "nothing acknowledged while the sink is down"
+    );
+    assert!(
+        info.num_pending as usize >= n - window,
+        "the rest stays in the stream: {}",
+        info.num_pending
+    );
+    assert!(coro.metric_sum("coro_sink_retries_total{", "stalled") > 0.0);
+
+    // The sink comes back: everything arrives, and the consumer is acknowledged to the end.
+    let out = stream(
+        &js,
+        &format!("OUT_{prefix}"),
+        vec![format!("{prefix}.out.>")],
+    )
+    .await;
+    let mut out_info = out.clone();
+    let done = eventually(Duration::from_secs(30), || {
+        let mut s = out_info.clone();
+        Box::pin(async move {
+            s.info()
+                .await
+                .map(|i| i.state.messages as usize)
+                .unwrap_or(0)
+                >= n
+        })
+    })
+    .await;
+    assert!(
+        done,
+        "{} of {n} after the sink came back; log:\n{}",
+        out_info.info().await.unwrap().state.messages,
+        coro.log_text()
+    );
+    assert_eq!(out_info.info().await.unwrap().state.messages as usize, n);
+    let acked = eventually(Duration::from_secs(10), || {
+        let mut c = consumer.clone();
+        Box::pin(async move {
+            c.info()
+                .await
+                .map(|i| i.ack_floor.stream_sequence)
+                .unwrap_or(0)
+                >= n as u64
+        })
+    })
+    .await;
+    assert!(acked, "not every message was acknowledged");
+    assert_eq!(coro.terminate(), 0);
+}
