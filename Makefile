@@ -29,9 +29,11 @@ lint:
 unit:
 	scripts/with-servers.sh $(CARGO) test --workspace --locked
 
-## bench: the decode benchmark (ratios against serde_json in one run)
+## bench: the benchmarks (ratios against the raw parser, client and server in one run)
 bench: setup
 	$(CARGO) bench --bench decode --locked
+	$(CARGO) build --release -p coro-broker --locked
+	scripts/with-servers.sh $(CARGO) bench --bench adapter --locked
 
 ## fuzz: run the decoder fuzz target (FUZZ_SECONDS=600 by default; not part of `make test`)
 fuzz:

@@ -15,8 +15,10 @@ const EX_UNAVAILABLE: u8 = 69;
 
 /// Runs `coro run`.
 pub fn run(config_path: &Path) -> ExitCode {
-    let config = match coro_core::config::load(config_path) {
-        Ok(c) => c,
+    // Loading through the sinks crate checks every sink's options too, so a typo fails
+    // here with the file and line, before anything connects.
+    let config = match coro_sinks::config::load(config_path) {
+        Ok((c, _)) => c,
         Err(errors) => {
             for e in errors.iter() {
                 eprintln!("error: {e}");

@@ -14,9 +14,9 @@ use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::AckKind;
 use coro_core::config::adapters::JetStreamIngest;
 use coro_core::pipeline::Incoming;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 /// Why ingest could not start.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ pub async fn run(
     let limit = config.max_ack_pending.max(1);
     let gauge = metrics.in_flight.with_label_values(&[&adapter]);
     let redeliveries = metrics.redeliveries.with_label_values(&[&adapter]);
-    let mut in_flight = FuturesUnordered::new();
+    let permits = std::sync::Arc::new(Semaphore::new(limit));
     tracing::info!(
         adapter,
         stream = config.stream,
@@ -100,35 +100,40 @@ pub async fn run(
         "JetStream ingest started"
     );
     loop {
-        tokio::select! {
-            msg = messages.next(), if in_flight.len() < limit => match msg {
-                Some(Ok(msg)) => {
-                    if msg.info().is_ok_and(|i| i.delivered > 1) {
-                        redeliveries.inc();
-                    }
-                    in_flight.push(settle(msg, route.clone(), config.ack_wait));
-                    gauge.set(in_flight.len() as i64);
-                }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
+        let msg = tokio::select! {
+            msg = messages.next() => match msg {
+                Some(Ok(msg)) => msg,
                 Some(Err(e)) => {
                     tracing::warn!(adapter, "pulling from {}: {e}", config.stream);
+                    continue;
                 }
                 None => break,
             },
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {
-                gauge.set(in_flight.len() as i64);
-            }
-            _ = stop.changed() => {
-                if *stop.borrow() {
-                    break;
-                }
-            }
+            _ = stop.changed() => break,
+        };
+        if msg.info().is_ok_and(|i| i.delivered > 1) {
+            redeliveries.inc();
         }
+        let route = route.clone();
+        let gauge = gauge.clone();
+        gauge.inc();
+        let ack_wait = config.ack_wait;
+        tokio::spawn(async move {
+            settle(msg, route, ack_wait).await;
+            gauge.dec();
+            drop(permit);
+        });
     }
     // Stop pulling; what was pulled but not started is redelivered by the server.
     drop(messages);
-    while in_flight.next().await.is_some() {
-        gauge.set(in_flight.len() as i64);
-    }
+    let _ = permits.acquire_many(limit as u32).await;
     gauge.set(0);
     tracing::info!(adapter, "JetStream ingest stopped");
 }

@@ -127,9 +127,14 @@ impl Adapters {
             }
             None => None,
         };
+        let workers = match &adapter.ingest {
+            IngestConfig::Nats(n) => n.workers,
+            IngestConfig::JetStream(_) => 1,
+        };
         let route = Route::new(
             &adapter.name,
             identity,
+            workers,
             adapter.pipeline.limits(),
             adapter.ingest.protocol(),
             sinks,
@@ -228,6 +233,10 @@ impl Adapters {
             .name(name)
             .connection_timeout(Duration::from_secs(5));
         if let Some(m) = metrics {
+            // Bound what the client buffers per subscription, as Choria does (1000):
+            // the default (65536 messages) would let a stalled adapter hold 64 MiB of
+            // 1 KiB messages per worker. Overflow is a slow consumer, counted below.
+            options = options.subscription_capacity(SUBSCRIPTION_CAPACITY);
             let slow = m.dropped.with_label_values(&[adapter, "slow_consumer"]);
             let adapter = adapter.to_string();
             options = options.event_callback(move |event| {
@@ -288,6 +297,9 @@ impl Readiness {
             .all(|c| c.connection_state() == async_nats::connection::State::Connected)
     }
 }
+
+/// Messages each ingest subscription buffers in the client.
+const SUBSCRIPTION_CAPACITY: usize = 1000;
 
 /// Any sink behind one cloneable type, so every adapter's pipelines have one shape.
 type SinkService = BoxCloneSyncService<Batch, Vec<Outcome>, SinkError>;

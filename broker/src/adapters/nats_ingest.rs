@@ -11,9 +11,9 @@ use super::metrics::AdapterMetrics;
 use super::route::Route;
 use coro_core::config::adapters::NatsIngest;
 use coro_core::pipeline::Incoming;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// Runs until `stop` turns true, then drains the queue and what is in flight.
 pub async fn run(
@@ -63,35 +63,38 @@ pub async fn run(
     );
 
     // The queue holds at most queue_len; in flight at most as many again, so batches
-    // of that size can form.
+    // of that size can form. Each message is its own task, so decoding runs on every
+    // core.
     let limit = config.queue_len.max(1);
-    let mut in_flight = FuturesUnordered::new();
+    let permits = Arc::new(Semaphore::new(limit));
     let gauge = metrics.in_flight.with_label_values(&[&adapter]);
     let depth = metrics
         .queue_length
         .with_label_values(&[queue_name.as_str(), &*identity]);
     loop {
-        depth.set((limit - rx.capacity().min(limit)) as i64);
-        tokio::select! {
-            msg = rx.recv(), if in_flight.len() < limit => match msg {
-                Some((msg, worker)) => {
-                    let route = route.clone();
-                    // Core NATS cannot redeliver: the disposition only feeds metrics.
-                    in_flight.push(async move { route.deliver(msg, worker).await });
-                    gauge.set(in_flight.len() as i64);
-                }
+        depth.set(rx.len() as i64);
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let (msg, worker) = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => m,
                 None => break,
             },
-            Some(_) = in_flight.next(), if !in_flight.is_empty() => {
-                gauge.set(in_flight.len() as i64);
-            }
-            _ = stop.changed() => {}
-        }
+            _ = stop.changed() => continue,
+        };
+        let route = route.clone();
+        let gauge = gauge.clone();
+        gauge.inc();
+        tokio::spawn(async move {
+            // Core NATS cannot redeliver: the disposition only feeds metrics.
+            route.deliver(msg, worker).await;
+            gauge.dec();
+            drop(permit);
+        });
     }
-    while in_flight.next().await.is_some() {
-        gauge.set(in_flight.len() as i64);
-    }
-    gauge.set(0);
+    // Every permit back means every message settled.
+    let _ = permits.acquire_many(limit as u32).await;
     for reader in readers {
         let _ = reader.await;
     }

@@ -101,18 +101,47 @@ impl Service<Record> for FanOut {
 #[derive(Clone)]
 pub struct Route {
     adapter: Arc<str>,
-    identity: Arc<str>,
     decode: Decode<FanOut>,
     dead_letter: Option<PipelineService>,
     metrics: AdapterMetrics,
+    workers: Arc<[WorkerMetrics]>,
     log: Arc<RateLimitedLog>,
 }
 
+/// Choria's per-worker series (`name = <adapter>.<worker>`), looked up once.
+struct WorkerMetrics {
+    received_in: prometheus::IntCounter,
+    received_out: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+    time: prometheus::Histogram,
+    errors_in: prometheus::IntCounter,
+    errors_out: prometheus::IntCounter,
+}
+
+impl WorkerMetrics {
+    fn new(metrics: &AdapterMetrics, adapter: &str, worker: usize, identity: &str) -> Self {
+        let name = format!("{adapter}.{worker}");
+        let input = [name.as_str(), "input", identity];
+        let output = [name.as_str(), "output", identity];
+        WorkerMetrics {
+            received_in: metrics.received.with_label_values(&input),
+            received_out: metrics.received.with_label_values(&output),
+            bytes: metrics.bytes.with_label_values(&input),
+            time: metrics.time.with_label_values(&input),
+            errors_in: metrics.errors.with_label_values(&input),
+            errors_out: metrics.errors.with_label_values(&output),
+        }
+    }
+}
+
 impl Route {
-    /// A route for `adapter` into `sinks`, with an optional dead-letter pipeline.
+    /// A route for `adapter` into `sinks`, with an optional dead-letter pipeline;
+    /// `workers` ingest workers report Choria's per-worker metrics.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         adapter: &str,
         identity: &str,
+        workers: usize,
         limits: Limits,
         accept: Protocol,
         sinks: Vec<(String, PipelineService)>,
@@ -125,9 +154,11 @@ impl Route {
         };
         Route {
             adapter: adapter.into(),
-            identity: identity.into(),
             decode: DecodeLayer::new(limits).layer(fan_out),
             dead_letter,
+            workers: (0..workers.max(1))
+                .map(|w| WorkerMetrics::new(&metrics, adapter, w, identity))
+                .collect(),
             metrics,
             log: Arc::new(RateLimitedLog::new(Duration::from_secs(5))),
         }
@@ -142,13 +173,9 @@ impl Route {
     /// metrics (`<adapter>.<worker>`).
     pub async fn deliver(&self, msg: Incoming, worker: usize) -> Disposition {
         let started = Instant::now();
-        let name = format!("{}.{worker}", self.adapter);
-        let input = [name.as_str(), "input", &self.identity];
-        self.metrics.received.with_label_values(&input).inc();
-        self.metrics
-            .bytes
-            .with_label_values(&input)
-            .inc_by(msg.payload.len() as u64);
+        let w = &self.workers[worker % self.workers.len()];
+        w.received_in.inc();
+        w.bytes.inc_by(msg.payload.len() as u64);
         let outcome = self
             .decode
             .clone()
@@ -157,31 +184,21 @@ impl Route {
             .unwrap_or_else(|e| match e {});
         let disposition = match outcome {
             Outcome::Delivered => {
-                self.metrics
-                    .received
-                    .with_label_values(&[name.as_str(), "output", &self.identity])
-                    .inc();
+                w.received_out.inc();
                 Disposition::Ack
             }
             Outcome::Filtered => Disposition::Ack,
             Outcome::Retry { after, .. } => Disposition::Retry { after },
             Outcome::Reject { reason } => {
-                let role = if reason.starts_with("decode:") || reason.starts_with("protocol:") {
-                    "input"
+                if reason.starts_with("decode:") || reason.starts_with("protocol:") {
+                    w.errors_in.inc();
                 } else {
-                    "output"
-                };
-                self.metrics
-                    .errors
-                    .with_label_values(&[name.as_str(), role, &self.identity])
-                    .inc();
+                    w.errors_out.inc();
+                }
                 self.dead_letter(&msg, &reason).await
             }
         };
-        self.metrics
-            .time
-            .with_label_values(&input)
-            .observe(started.elapsed().as_secs_f64());
+        w.time.observe(started.elapsed().as_secs_f64());
         disposition
     }
 

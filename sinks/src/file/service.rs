@@ -47,10 +47,39 @@ fn open(path: &Path) -> Result<(File, u64), SinkError> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .open(path)
         .map_err(|e| io_error(path, &e))?;
-    let size = file.metadata().map_err(|e| io_error(path, &e))?.len();
+    let size = drop_torn_line(&file).map_err(|e| io_error(path, &e))?;
     Ok((file, size))
+}
+
+/// A crash in the middle of a write leaves half a line at the end. Its record was never
+/// answered Delivered (that waits for the write and the fsync), so it will come again:
+/// cut the fragment off rather than glue the next record to it. Returns the new size.
+fn drop_torn_line(file: &File) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let size = file.metadata()?.len();
+    if size == 0 {
+        return Ok(0);
+    }
+    let mut reader = file;
+    let mut tail = Vec::new();
+    let start = size.saturating_sub(64 * 1024);
+    reader.seek(SeekFrom::Start(start))?;
+    reader.read_to_end(&mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(size);
+    }
+    let keep = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => start + i as u64 + 1,
+        // No line end in the last 64 KiB: a single torn line longer than that, or a
+        // file that is not ours; keep whole lines only.
+        None if start == 0 => 0,
+        None => return Ok(size),
+    };
+    file.set_len(keep)?;
+    Ok(keep)
 }
 
 /// I/O failures are worth retrying: a full disk or a lost mount may come back.

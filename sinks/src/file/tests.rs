@@ -87,3 +87,20 @@ async fn rotates_by_size_and_keeps_what_it_should() {
         .unwrap()
         .contains("00000000000000000000000000000011"));
 }
+
+#[tokio::test]
+async fn a_torn_last_line_is_cut_off_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1 << 20, 2);
+    std::fs::create_dir_all(cfg.path.parent().unwrap()).unwrap();
+    std::fs::write(&cfg.path, "{\"whole\":1}\n{\"torn\":").unwrap();
+    let sink = FileSink::open(cfg.clone()).unwrap();
+    sink.oneshot(Batch::new(vec![record(5, Kind::Reply)]))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&cfg.path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], "{\"whole\":1}");
+    assert!(lines[1].contains("00000000000000000000000000000005"));
+}
