@@ -736,3 +736,94 @@ ack_timeout = "500ms"
     assert!(acked, "not every message was acknowledged");
     assert_eq!(coro.terminate(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_choria_broker_config_runs_unchanged() {
+    let url = nats_url();
+    let host_port = url.trim_start_matches("nats://").to_string();
+    let prefix = unique("t5");
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let nodes = stream(
+        &js,
+        &format!("NODES_{prefix}"),
+        vec![format!("{prefix}.nodes.>")],
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    // A Go broker's adapter section (machine-room style), as it is written there.
+    let config = dir.path().join("broker.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "# Choria broker\n\
+             identity = broker1.example.net\n\
+             plugin.choria.stats_port = {http}\n\
+             plugin.choria.middleware_hosts = {host_port}\n\
+             plugin.choria.adapters = registration\n\
+             plugin.choria.adapter.registration.type = choria_streams\n\
+             plugin.choria.adapter.registration.queue_len = 1000\n\
+             plugin.choria.adapter.registration.ingest.topic = {prefix}.broadcast.agent.registration\n\
+             plugin.choria.adapter.registration.ingest.protocol = request\n\
+             plugin.choria.adapter.registration.ingest.workers = 3\n\
+             plugin.choria.adapter.registration.stream.topic = {prefix}.nodes.%s\n\
+             plugin.choria.adapter.registration.stream.workers = 3\n"
+        ),
+    )
+    .unwrap();
+    let coro = Coro::start(&config, http, &dir.path().join("coro.log"));
+    // Go's scrape paths work too.
+    assert!(coro
+        .get("/choria/prometheus")
+        .is_some_and(|(code, body)| code == 200 && body.contains("choria_adapter_queue_capacity")));
+
+    let registration = synthetic("v1_transport_registration.json");
+    client
+        .publish(
+            format!("{prefix}.broadcast.agent.registration"),
+            registration.into(),
+        )
+        .await
+        .unwrap();
+    // A reply is not what this adapter takes (ingest.protocol = request).
+    client
+        .publish(
+            format!("{prefix}.broadcast.agent.registration"),
+            synthetic("v1_transport_reply.wire").into(),
+        )
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let mut info = nodes.clone();
+    let arrived = eventually(Duration::from_secs(15), || {
+        let mut s = info.clone();
+        Box::pin(async move { s.info().await.map(|i| i.state.messages).unwrap_or(0) >= 1 })
+    })
+    .await;
+    assert!(arrived, "nothing published; log:\n{}", coro.log_text());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(info.info().await.unwrap().state.messages, 1);
+    let m = read_all(&nodes, 1).await.remove(0);
+    assert_eq!(
+        m.subject.as_str(),
+        format!("{prefix}.nodes.node1.example.net")
+    );
+    // Byte for byte what Go's adapter publishes for this message.
+    let fixture: serde_json::Value =
+        serde_json::from_slice(&synthetic("adapter_choria_streams_output.json")).unwrap();
+    assert_eq!(
+        m.payload.as_ref(),
+        gojson::to_vec(&fixture_doc(&fixture)).as_slice()
+    );
+    assert_eq!(
+        coro.metric_sum(
+            "choria_adapter_received_msgs{",
+            r#"identity="broker1.example.net""#
+        ),
+        3.0,
+        "two in, one out"
+    );
+    assert_eq!(coro.terminate(), 0);
+}

@@ -23,6 +23,7 @@
 //! | `.stream.servers` (the middleware) | the sink's `servers`; `nats://` added to bare `host:port` |
 //! | `.stream.workers` (10) | `pipeline.concurrency` |
 //! | `identity` | `http.identity` |
+//! | `plugin.choria.stats_address` (`127.0.0.1`), `plugin.choria.stats_port` | `http.listen`; port 0 or unset keeps Coro's default 127.0.0.1:8222 |
 
 use super::adapters::{
     default_queue_group, AdapterConfig, AdaptersConfig, HttpSettings, IngestConfig, NatsIngest,
@@ -159,6 +160,39 @@ impl ChoriaConfig {
         let mut http = HttpSettings::default();
         if let Some(identity) = self.get("identity") {
             http.identity = identity.to_string();
+        }
+        if let Some(entry) = self.entry("plugin.choria.stats_port") {
+            let address = self
+                .get("plugin.choria.stats_address")
+                .unwrap_or("127.0.0.1");
+            match entry.value.parse::<u16>() {
+                Ok(0) => {}
+                Ok(port) => match if address.contains(':') {
+                    format!("[{address}]:{port}")
+                } else {
+                    format!("{address}:{port}")
+                }
+                .parse()
+                {
+                    Ok(listen) => http.listen = listen,
+                    Err(_) => errors.push(
+                        ConfigError::new(
+                            &self.file,
+                            "plugin.choria.stats_address",
+                            format!("{address:?} is not an IP address"),
+                        )
+                        .with_hint("write e.g. plugin.choria.stats_address = 127.0.0.1"),
+                    ),
+                },
+                Err(_) => errors.push(
+                    ConfigError::at(
+                        &entry.location,
+                        "plugin.choria.stats_port",
+                        format!("{:?} is not a port number", entry.value),
+                    )
+                    .with_hint("write e.g. plugin.choria.stats_port = 8222"),
+                ),
+            }
         }
         let mut adapters = Vec::new();
         for (i, name) in names.iter().enumerate() {
