@@ -39,6 +39,10 @@ pub struct ValidateArgs {
     /// The config file: `*.toml` as adapters.toml, anything else as a Choria config.
     #[arg(default_value = "adapters.toml")]
     pub config: PathBuf,
+    /// Also connect and check the servers: ingest streams and consumers (explicit acks),
+    /// and that a stream captures every JetStream sink's subject.
+    #[arg(long)]
+    pub online: bool,
 }
 
 /// Arguments of `coro run`.

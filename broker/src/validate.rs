@@ -1,5 +1,5 @@
 //! `coro validate`: load a config, type every sink, and either list every problem or
-//! print what would run. Nothing connects anywhere.
+//! print what would run. Nothing connects anywhere unless `--online` asks for it.
 
 use crate::cli::ValidateArgs;
 use coro_core::config::{AdapterConfig, AdaptersConfig, IngestConfig, SinkSpec};
@@ -15,6 +15,9 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     match coro_sinks::config::load(&args.config) {
         Ok((config, _)) => {
             print!("{}", summary(&config));
+            if args.online && !online(&config) {
+                return ExitCode::from(EX_CONFIG);
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -98,5 +101,139 @@ fn sink(spec: &SinkSpec) -> String {
     match target {
         Some(t) => format!("{label}: {t}"),
         None => label,
+    }
+}
+
+/// `--online`: connects to every server the config names and checks what can only be
+/// checked there. Prints one line per check; false when any failed.
+fn online(config: &AdaptersConfig) -> bool {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("error: could not start the runtime for --online checks");
+        return false;
+    };
+    let checks = runtime.block_on(online_checks(config));
+    println!();
+    let mut all_ok = true;
+    for (ok, what) in checks {
+        all_ok &= ok;
+        println!("{}  {what}", if ok { "ok  " } else { "FAIL" });
+    }
+    all_ok
+}
+
+async fn online_checks(config: &AdaptersConfig) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    for adapter in &config.adapters {
+        let name = &adapter.name;
+        match &adapter.ingest {
+            IngestConfig::Nats(n) => match connect(&n.servers).await {
+                Ok(_) => out.push((
+                    true,
+                    format!("adapter {name:?}: ingest: connected to {:?}", n.servers),
+                )),
+                Err(e) => out.push((false, format!("adapter {name:?}: ingest: {e}"))),
+            },
+            IngestConfig::JetStream(j) => match connect(&j.servers).await {
+                Err(e) => out.push((false, format!("adapter {name:?}: ingest: {e}"))),
+                Ok(client) => {
+                    let js = async_nats::jetstream::new(client);
+                    match js.get_stream(&j.stream).await {
+                        Err(e) => out.push((
+                            false,
+                            format!("adapter {name:?}: ingest: stream {}: {e}", j.stream),
+                        )),
+                        Ok(stream) => {
+                            out.push((
+                                true,
+                                format!("adapter {name:?}: ingest: stream {} exists", j.stream),
+                            ));
+                            out.push(consumer_check(name, &stream, &j.consumer).await);
+                        }
+                    }
+                }
+            },
+        }
+        let sinks = adapter.sinks.iter().chain(adapter.dead_letter.as_ref());
+        for spec in sinks {
+            if let Ok(SinkConfig::JetStream(js_config)) = SinkConfig::from_spec(spec) {
+                out.push(sink_check(name, spec, &js_config).await);
+            }
+        }
+    }
+    out
+}
+
+async fn connect(servers: &[String]) -> Result<async_nats::Client, String> {
+    let addrs = coro_sinks::nats::servers(servers)?;
+    async_nats::ConnectOptions::new()
+        .name("coro validate")
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .map_err(|e| format!("connecting to {servers:?}: {e}"))
+}
+
+async fn consumer_check(
+    adapter: &str,
+    stream: &async_nats::jetstream::stream::Stream,
+    consumer: &str,
+) -> (bool, String) {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    match stream.get_consumer::<pull::Config>(consumer).await {
+        Ok(mut c) => match c.info().await {
+            Ok(info) if info.config.ack_policy == AckPolicy::Explicit => (
+                true,
+                format!("adapter {adapter:?}: ingest: consumer {consumer} acks explicitly ({} pending)", info.num_pending),
+            ),
+            Ok(info) => (
+                false,
+                format!(
+                    "adapter {adapter:?}: ingest: consumer {consumer} has ack policy {:?}; at-least-once needs explicit acks: delete it and coro creates it right",
+                    info.config.ack_policy
+                ),
+            ),
+            Err(e) => (false, format!("adapter {adapter:?}: ingest: consumer {consumer}: {e}")),
+        },
+        Err(_) => (
+            true,
+            format!("adapter {adapter:?}: ingest: consumer {consumer} does not exist yet; coro creates it with explicit acks"),
+        ),
+    }
+}
+
+async fn sink_check(
+    adapter: &str,
+    spec: &SinkSpec,
+    config: &coro_sinks::jetstream::config::JetStreamConfig,
+) -> (bool, String) {
+    let who = format!("adapter {adapter:?}: sink {:?}", spec.name);
+    let client = match connect(&config.servers).await {
+        Ok(c) => c,
+        Err(e) => return (false, format!("{who}: {e}")),
+    };
+    // A sample subject: every template part filled with one token.
+    let subject = config
+        .subject
+        .replace("%s", "node1")
+        .replace("{sender}", "node1")
+        .replace("{agent}", "rpcutil")
+        .replace("{collective}", "mcollective")
+        .replace("{kind}", "reply");
+    let js = async_nats::jetstream::new(client);
+    match js.stream_by_subject(&subject).await {
+        Ok(stream) if config.stream.as_ref().is_none_or(|s| *s == stream) => {
+            (true, format!("{who}: stream {stream} captures {}", config.subject))
+        }
+        Ok(stream) => (
+            false,
+            format!("{who}: {} is captured by stream {stream}, not {}", config.subject, config.stream.as_deref().unwrap_or("")),
+        ),
+        Err(e) => (
+            false,
+            format!("{who}: no stream captures {} ({e}); create one, or publishes will be retried until one does", config.subject),
+        ),
     }
 }

@@ -827,3 +827,74 @@ async fn a_choria_broker_config_runs_unchanged() {
     );
     assert_eq!(coro.terminate(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_online_checks_streams_and_consumers() {
+    let url = nats_url();
+    let prefix = unique("t6");
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let input = format!("IN_{prefix}");
+    stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
+    stream(
+        &js,
+        &format!("OUT_{prefix}"),
+        vec![format!("{prefix}.out.>")],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |sink_subject: &str| {
+        write_config(
+            dir.path(),
+            &format!(
+                r#"
+[[adapter]]
+name = "checked"
+[adapter.ingest]
+type = "jetstream"
+servers = ["{url}"]
+stream = "{input}"
+consumer = "coro_{prefix}"
+[[adapter.sink]]
+type = "jetstream"
+servers = ["{url}"]
+subject = "{sink_subject}"
+"#
+            ),
+        )
+    };
+    let run = |path: std::path::PathBuf| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coro"))
+            .args(["validate", "--online"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let good = run(config(&format!("{prefix}.out.%s")));
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert_eq!(good.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "ok    adapter \"checked\": ingest: stream {input} exists"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("does not exist yet; coro creates it with explicit acks"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("stream OUT_{prefix} captures {prefix}.out.%s")),
+        "{stdout}"
+    );
+
+    let bad = run(config(&format!("{prefix}.nowhere.%s")));
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(78), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "FAIL  adapter \"checked\": sink \"jetstream\": no stream captures {prefix}.nowhere.%s"
+        )),
+        "{stdout}"
+    );
+}
