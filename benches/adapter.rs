@@ -18,6 +18,7 @@ use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Messages per measurement; `CORO_BENCH_MESSAGES` overrides.
 const MESSAGES: usize = 100_000;
 const IN_FLIGHT: usize = 256;
 const BATCH: usize = 256;
@@ -104,6 +105,8 @@ impl Drop for Coro {
 
 fn start_coro(url: &str, subject: &str, sink: &str, dir: &std::path::Path) -> Coro {
     let http = free_port();
+    // Extra ingest settings for experiments, e.g. CORO_BENCH_INGEST='queue_len = 20000'.
+    let ingest_extra = std::env::var("CORO_BENCH_INGEST").unwrap_or_default();
     let config = dir.join(format!("{http}.toml"));
     std::fs::write(
         &config,
@@ -119,6 +122,7 @@ type = "nats"
 servers = ["{url}"]
 subject = "{subject}"
 
+{ingest_extra}
 [adapter.pipeline]
 batch = {{ max_records = {BATCH}, timeout = "5ms" }}
 concurrency = 4
@@ -194,10 +198,14 @@ async fn coro_rate(
 async fn main() {
     let url = std::env::var("CORO_TEST_NATS_URL")
         .expect("CORO_TEST_NATS_URL: run with scripts/with-servers.sh (make bench-adapter)");
-    let payloads: Vec<bytes::Bytes> = (0..MESSAGES).map(|i| reply(i).into()).collect();
+    let messages = std::env::var("CORO_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MESSAGES);
+    let payloads: Vec<bytes::Bytes> = (0..messages).map(|i| reply(i).into()).collect();
     let size = payloads[0].len();
     let client = async_nats::ConnectOptions::new()
-        .subscription_capacity(MESSAGES * 2)
+        .subscription_capacity(messages * 2)
         .connect(&url)
         .await
         .unwrap();
@@ -215,7 +223,7 @@ async fn main() {
             first.get_or_insert_with(Instant::now);
             n += 1;
             last = Instant::now();
-            if n == MESSAGES {
+            if n == messages {
                 break;
             }
         }
@@ -264,7 +272,7 @@ async fn main() {
             a.await.unwrap();
         }
     }
-    let js_raw_rate = MESSAGES as f64 / start.elapsed().as_secs_f64();
+    let js_raw_rate = messages as f64 / start.elapsed().as_secs_f64();
 
     // coro -> JetStream.
     let subject = format!("bench{run}.in");
@@ -279,7 +287,7 @@ async fn main() {
     drop(coro);
     let _ = js.delete_stream(&stream_name).await;
 
-    println!("adapter benchmark: {MESSAGES} v1 reply transports of {size} bytes on core NATS, batches of {BATCH}, {IN_FLIGHT} PubAcks in flight");
+    println!("adapter benchmark: {messages} v1 reply transports of {size} bytes on core NATS, batches of {BATCH}, {IN_FLIGHT} PubAcks in flight");
     println!();
     println!(
         "{:<44} {:>12} {:>10} {:>10} {:>12}",
@@ -299,7 +307,7 @@ async fn main() {
     );
     println!(
         "{:<44} {:>12.0} {:>10} {:>10} {:>12}",
-        "raw async-nats JetStream publish", js_raw_rate, MESSAGES, "1.00x", "-"
+        "raw async-nats JetStream publish", js_raw_rate, messages, "1.00x", "-"
     );
     println!(
         "{:<44} {:>12.0} {:>10} {:>9.2}x {:>9} MiB",
