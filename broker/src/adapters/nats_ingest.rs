@@ -13,24 +13,30 @@ use coro_core::config::adapters::NatsIngest;
 use coro_core::pipeline::Incoming;
 use futures::stream::StreamExt;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
-/// Runs until `stop` turns true, then drains the queue and what is in flight.
+/// Runs until `stop` turns true, then waits for what is in flight.
 pub async fn run(
     config: NatsIngest,
     client: async_nats::Client,
     route: Route,
     metrics: AdapterMetrics,
     identity: Arc<str>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let adapter = route.adapter().to_string();
-    let (tx, mut rx) = mpsc::channel::<(Incoming, usize)>(config.queue_len.max(1));
+    // The queue is a budget of messages taken but not yet settled: each message is its
+    // own task (so decoding runs on every core), holding one permit until it is done.
+    let limit = config.queue_len.max(1);
+    let queue = Arc::new(Semaphore::new(limit));
     let queue_name = format!("{adapter}.0");
     metrics
         .queue_capacity
         .with_label_values(&[queue_name.as_str(), &*identity])
-        .set(config.queue_len as i64);
+        .set(limit as i64);
+    let depth = metrics
+        .queue_length
+        .with_label_values(&[queue_name.as_str(), &*identity]);
 
     let mut readers = Vec::new();
     for worker in 0..config.workers.max(1) {
@@ -46,72 +52,48 @@ pub async fn run(
         };
         readers.push(tokio::spawn(read(
             subscription,
-            tx.clone(),
-            config.block_for,
-            metrics.clone(),
-            adapter.clone(),
+            Reader {
+                route: route.clone(),
+                queue: queue.clone(),
+                block_for: config.block_for,
+                dropped: metrics.dropped.with_label_values(&[&adapter, "queue_full"]),
+                in_flight: metrics.in_flight.with_label_values(&[&adapter]),
+                depth: depth.clone(),
+                worker,
+            },
             stop.clone(),
-            worker,
         )));
     }
-    drop(tx);
     tracing::info!(
         adapter,
         subject = config.subject,
         group = config.queue_group,
         "core NATS ingest started"
     );
-
-    // The queue holds at most queue_len; in flight at most as many again, so batches
-    // of that size can form. Each message is its own task, so decoding runs on every
-    // core.
-    let limit = config.queue_len.max(1);
-    let permits = Arc::new(Semaphore::new(limit));
-    let gauge = metrics.in_flight.with_label_values(&[&adapter]);
-    let depth = metrics
-        .queue_length
-        .with_label_values(&[queue_name.as_str(), &*identity]);
-    loop {
-        depth.set(rx.len() as i64);
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        let (msg, worker) = tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(m) => m,
-                None => break,
-            },
-            _ = stop.changed() => continue,
-        };
-        let route = route.clone();
-        let gauge = gauge.clone();
-        gauge.inc();
-        tokio::spawn(async move {
-            // Core NATS cannot redeliver: the disposition only feeds metrics.
-            route.deliver(msg, worker).await;
-            gauge.dec();
-            drop(permit);
-        });
-    }
-    // Every permit back means every message settled.
-    let _ = permits.acquire_many(limit as u32).await;
     for reader in readers {
         let _ = reader.await;
     }
+    // Every permit back means every message settled.
+    let _ = queue.acquire_many(limit as u32).await;
+    depth.set(0);
     tracing::info!(adapter, "core NATS ingest stopped");
 }
 
-/// One queue subscriber: moves messages into the shared queue until told to stop.
-async fn read(
-    mut subscription: async_nats::Subscriber,
-    tx: mpsc::Sender<(Incoming, usize)>,
+/// What one subscriber needs to hand messages on.
+struct Reader {
+    route: Route,
+    queue: Arc<Semaphore>,
     block_for: std::time::Duration,
-    metrics: AdapterMetrics,
-    adapter: String,
-    mut stop: watch::Receiver<bool>,
+    dropped: prometheus::IntCounter,
+    in_flight: prometheus::IntGauge,
+    depth: prometheus::IntGauge,
     worker: usize,
-) {
-    let dropped = metrics.dropped.with_label_values(&[&adapter, "queue_full"]);
+}
+
+/// One queue subscriber: starts a task per message until told to stop. When the queue
+/// is full it waits up to `block_for` for room (slowing the connection down), then
+/// drops the message and counts it.
+async fn read(mut subscription: async_nats::Subscriber, r: Reader, mut stop: watch::Receiver<bool>) {
     loop {
         let msg = tokio::select! {
             msg = subscription.next() => match msg {
@@ -120,24 +102,32 @@ async fn read(
             },
             _ = stop.changed() => break,
         };
+        let permit = match r.queue.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => match tokio::time::timeout(r.block_for, r.queue.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    r.dropped.inc();
+                    continue;
+                }
+            },
+        };
         let incoming = Incoming {
             subject: msg.subject.to_string(),
             payload: msg.payload,
         };
-        match tx.try_send((incoming, worker)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(incoming)) => {
-                if tokio::time::timeout(block_for, tx.send(incoming))
-                    .await
-                    .is_err()
-                {
-                    dropped.inc();
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => break,
-        }
+        let (route, in_flight, depth, worker) = (r.route.clone(), r.in_flight.clone(), r.depth.clone(), r.worker);
+        in_flight.inc();
+        depth.inc();
+        tokio::spawn(async move {
+            // Core NATS cannot redeliver: the disposition only feeds metrics.
+            route.deliver(incoming, worker).await;
+            in_flight.dec();
+            depth.dec();
+            drop(permit);
+        });
     }
     // Stop taking messages: the server gives them to other members of the group.
     let _ = subscription.unsubscribe().await;
-    tracing::debug!(adapter, worker, "subscriber stopped");
+    tracing::debug!(adapter = r.route.adapter(), worker = r.worker, "subscriber stopped");
 }

@@ -57,12 +57,16 @@ impl Service<Record> for FanOut {
                     record.kind.as_str()
                 )));
             }
+            // Every sink but the last gets a copy; the last takes the record itself.
+            let mut record = Some(record);
+            let last = sinks.len().saturating_sub(1);
             let calls = sinks
                 .iter()
-                .map(|(name, pipeline)| {
-                    let name = name.clone();
-                    let call = pipeline.clone().oneshot(record.clone());
-                    async move { (name, call.await.unwrap_or_else(|e| match e {})) }
+                .enumerate()
+                .filter_map(|(i, (name, pipeline))| {
+                    let r = if i == last { record.take()? } else { record.clone()? };
+                    let call = pipeline.clone().oneshot(r);
+                    Some(async move { (name, call.await.unwrap_or_else(|e| match e {})) })
                 })
                 .collect::<Vec<_>>();
             let mut retry: Option<Option<Duration>> = None;
