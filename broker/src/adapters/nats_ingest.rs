@@ -93,7 +93,11 @@ struct Reader {
 /// One queue subscriber: starts a task per message until told to stop. When the queue
 /// is full it waits up to `block_for` for room (slowing the connection down), then
 /// drops the message and counts it.
-async fn read(mut subscription: async_nats::Subscriber, r: Reader, mut stop: watch::Receiver<bool>) {
+async fn read(
+    mut subscription: async_nats::Subscriber,
+    r: Reader,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let msg = tokio::select! {
             msg = subscription.next() => match msg {
@@ -104,19 +108,26 @@ async fn read(mut subscription: async_nats::Subscriber, r: Reader, mut stop: wat
         };
         let permit = match r.queue.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => match tokio::time::timeout(r.block_for, r.queue.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                _ => {
-                    r.dropped.inc();
-                    continue;
+            Err(_) => {
+                match tokio::time::timeout(r.block_for, r.queue.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        r.dropped.inc();
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let incoming = Incoming {
             subject: msg.subject.to_string(),
             payload: msg.payload,
         };
-        let (route, in_flight, depth, worker) = (r.route.clone(), r.in_flight.clone(), r.depth.clone(), r.worker);
+        let (route, in_flight, depth, worker) = (
+            r.route.clone(),
+            r.in_flight.clone(),
+            r.depth.clone(),
+            r.worker,
+        );
         in_flight.inc();
         depth.inc();
         tokio::spawn(async move {
@@ -129,5 +140,9 @@ async fn read(mut subscription: async_nats::Subscriber, r: Reader, mut stop: wat
     }
     // Stop taking messages: the server gives them to other members of the group.
     let _ = subscription.unsubscribe().await;
-    tracing::debug!(adapter = r.route.adapter(), worker = r.worker, "subscriber stopped");
+    tracing::debug!(
+        adapter = r.route.adapter(),
+        worker = r.worker,
+        "subscriber stopped"
+    );
 }

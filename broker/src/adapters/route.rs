@@ -64,7 +64,11 @@ impl Service<Record> for FanOut {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, (name, pipeline))| {
-                    let r = if i == last { record.take()? } else { record.clone()? };
+                    let r = if i == last {
+                        record.take()?
+                    } else {
+                        record.clone()?
+                    };
                     let call = pipeline.clone().oneshot(r);
                     Some(async move { (name, call.await.unwrap_or_else(|e| match e {})) })
                 })
