@@ -27,7 +27,7 @@ lint:
 
 # Real servers (nats-server with JetStream) start once for the whole run, on loopback.
 unit:
-	scripts/with-servers.sh $(CARGO) test --workspace --locked
+	scripts/with-servers.sh scripts/test-summary.sh $(CARGO) test --workspace --locked
 
 ## bench: the benchmarks (ratios against the raw parser, client and server in one run)
 bench: setup
