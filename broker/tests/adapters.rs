@@ -695,6 +695,10 @@ ack_timeout = "500ms"
         info.num_pending
     );
     assert!(coro.metric_sum("coro_sink_retries_total{", "stalled") > 0.0);
+    let lag = coro
+        .metric(r#"coro_consumer_pending{adapter="stalled"}"#)
+        .unwrap_or(0.0);
+    assert!(lag >= 300.0, "consumer lag reported: {lag}");
 
     // The sink comes back: everything arrives, and the consumer is acknowledged to the end.
     let out = stream(
@@ -897,4 +901,109 @@ subject = "{sink_subject}"
         )),
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_and_acks_it() {
+    let url = nats_url();
+    let prefix = unique("t7");
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let input = format!("IN_{prefix}");
+    stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
+    let n = 1500usize;
+    for i in 0..n {
+        js.publish(format!("{prefix}.in.r"), v1_reply(i).into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.jsonl");
+    let config_text = |http: u16| {
+        format!(
+            r#"
+[http]
+listen = "127.0.0.1:{http}"
+drain_timeout = "20s"
+
+[[adapter]]
+name = "draining"
+[adapter.ingest]
+type = "jetstream"
+servers = ["{url}"]
+stream = "{input}"
+consumer = "coro_{prefix}"
+ack_wait = "3s"
+max_ack_pending = 200
+[adapter.pipeline]
+batch = {{ max_records = 20, timeout = "10ms" }}
+rate_limit = 600
+[[adapter.sink]]
+type = "file"
+path = "{}"
+"#,
+            out_file.display()
+        )
+    };
+    let ids = || -> Vec<String> {
+        std::fs::read_to_string(&out_file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["requestid"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let http = free_port();
+    let coro = Coro::start(
+        &write_config(dir.path(), &config_text(http)),
+        http,
+        &dir.path().join("first.log"),
+    );
+    let started = std::time::Instant::now();
+    while ids().len() < n / 4 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        coro.metric(r#"coro_ingest_in_flight{adapter="draining"}"#)
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    // SIGTERM with messages in flight: they finish, are acknowledged, and coro exits 0.
+    assert_eq!(coro.terminate(), 0);
+    let after_first = ids().len();
+    assert!(
+        after_first < n,
+        "drained everything before the restart: {after_first}"
+    );
+
+    // Whatever the drain had not started comes back (at once after its NAK, or after
+    // ack_wait when a pull was still on its way); whatever it delivered it acknowledged,
+    // so nothing is written twice.
+    let http = free_port();
+    let coro = Coro::start(
+        &write_config(dir.path(), &config_text(http)),
+        http,
+        &dir.path().join("second.log"),
+    );
+    let done = eventually(Duration::from_secs(40), || {
+        let count = ids().len();
+        Box::pin(async move { count >= n })
+    })
+    .await;
+    let got = ids();
+    let unique_ids: std::collections::HashSet<_> = got.iter().collect();
+    assert!(
+        done && unique_ids.len() == n,
+        "{} of {n} after restart; log:\n{}",
+        unique_ids.len(),
+        coro.log_text()
+    );
+    assert_eq!(got.len(), n, "a drained message was delivered twice");
+    assert_eq!(coro.terminate(), 0);
 }

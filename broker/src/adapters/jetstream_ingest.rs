@@ -10,7 +10,7 @@
 
 use super::metrics::AdapterMetrics;
 use super::route::{Disposition, Route};
-use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::consumer::{pull, Consumer};
 use async_nats::jetstream::AckKind;
 use coro_core::config::adapters::JetStreamIngest;
 use coro_core::pipeline::Incoming;
@@ -39,11 +39,17 @@ pub enum StartError {
     },
 }
 
-/// Binds (creating when missing) the durable consumer and returns its message stream.
+/// The bound consumer and its message stream.
+pub struct Bound {
+    consumer: Consumer<pull::Config>,
+    messages: pull::Stream,
+}
+
+/// Binds (creating when missing) the durable consumer and opens its message stream.
 pub async fn consumer(
     config: &JetStreamIngest,
     client: async_nats::Client,
-) -> Result<pull::Stream, StartError> {
+) -> Result<Bound, StartError> {
     let js = async_nats::jetstream::new(client);
     let stream = js
         .get_stream(&config.stream)
@@ -56,7 +62,7 @@ pub async fn consumer(
         consumer: config.consumer.clone(),
         reason,
     };
-    let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
+    let consumer: Consumer<pull::Config> = stream
         .get_or_create_consumer(
             &config.consumer,
             pull::Config {
@@ -70,25 +76,56 @@ pub async fn consumer(
         )
         .await
         .map_err(|e| consumer_error(e.to_string()))?;
-    consumer
+    let messages = consumer
         .stream()
         .max_messages_per_batch(config.fetch_batch.max(1))
         .heartbeat(Duration::from_secs(5))
         .expires(Duration::from_secs(30))
         .messages()
         .await
-        .map_err(|e| consumer_error(e.to_string()))
+        .map_err(|e| consumer_error(e.to_string()))?;
+    Ok(Bound { consumer, messages })
 }
+
+/// Reports the consumer's lag (messages in the stream not yet delivered to us) every
+/// few seconds until `stop` turns true.
+async fn report_lag(
+    mut consumer: Consumer<pull::Config>,
+    gauge: prometheus::IntGauge,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Ok(info) = consumer.info().await {
+            gauge.set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LAG_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often consumer lag is read from the server.
+const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Pulls and settles messages until `stop` turns true, then settles what is in flight.
 pub async fn run(
     config: JetStreamIngest,
-    mut messages: pull::Stream,
+    bound: Bound,
     route: Route,
     metrics: AdapterMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let adapter = route.adapter().to_string();
+    let Bound {
+        consumer,
+        mut messages,
+    } = bound;
+    let lag = tokio::spawn(report_lag(
+        consumer,
+        metrics.consumer_pending.with_label_values(&[&adapter]),
+        stop.clone(),
+    ));
     let limit = config.max_ack_pending.max(1);
     let gauge = metrics.in_flight.with_label_values(&[&adapter]);
     let redeliveries = metrics.redeliveries.with_label_values(&[&adapter]);
@@ -131,10 +168,17 @@ pub async fn run(
             drop(permit);
         });
     }
-    // Stop pulling; what was pulled but not started is redelivered by the server.
+    // Stop pulling. Messages already pulled but not started are handed back with a NAK,
+    // so the server redelivers them now rather than after ack_wait.
+    while let Ok(Some(Ok(msg))) =
+        tokio::time::timeout(Duration::from_millis(20), messages.next()).await
+    {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+    }
     drop(messages);
     let _ = permits.acquire_many(limit as u32).await;
     gauge.set(0);
+    let _ = lag.await;
     tracing::info!(adapter, "JetStream ingest stopped");
 }
 
