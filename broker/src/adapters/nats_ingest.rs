@@ -11,7 +11,7 @@ use super::metrics::AdapterMetrics;
 use super::route::Route;
 use coro_core::config::adapters::NatsIngest;
 use coro_core::pipeline::Incoming;
-use futures::stream::StreamExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 
@@ -25,8 +25,8 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) {
     let adapter = route.adapter().to_string();
-    // The queue is a budget of messages taken but not yet settled: each message is its
-    // own task (so decoding runs on every core), holding one permit until it is done.
+    // The queue is a budget of messages taken but not yet settled; each holds one permit
+    // until it is done.
     let limit = config.queue_len.max(1);
     let queue = Arc::new(Semaphore::new(limit));
     let queue_name = format!("{adapter}.0");
@@ -90,16 +90,20 @@ struct Reader {
     worker: usize,
 }
 
-/// One queue subscriber: starts a task per message until told to stop. When the queue
-/// is full it waits up to `block_for` for room (slowing the connection down), then
+/// One queue subscriber: keeps its messages in flight inside its own task (ten
+/// subscribers spread the decoding over the cores without a task per message). When the
+/// queue is full it waits up to `block_for` for room (slowing the connection down), then
 /// drops the message and counts it.
 async fn read(
     mut subscription: async_nats::Subscriber,
     r: Reader,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut in_flight = FuturesUnordered::new();
     loop {
         let msg = tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
             msg = subscription.next() => match msg {
                 Some(m) => m,
                 None => break,
@@ -107,39 +111,43 @@ async fn read(
             _ = stop.changed() => break,
         };
         let permit = match r.queue.clone().try_acquire_owned() {
-            Ok(p) => p,
+            Ok(p) => Some(p),
             Err(_) => {
-                match tokio::time::timeout(r.block_for, r.queue.clone().acquire_owned()).await {
-                    Ok(Ok(p)) => p,
-                    _ => {
-                        r.dropped.inc();
-                        continue;
+                // Wait for room, settling our own messages meanwhile (they hold permits).
+                let deadline = tokio::time::sleep(r.block_for);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        p = r.queue.clone().acquire_owned() => break p.ok(),
+                        Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                        () = &mut deadline => break None,
                     }
                 }
             }
+        };
+        let Some(permit) = permit else {
+            r.dropped.inc();
+            continue;
         };
         let incoming = Incoming {
             subject: msg.subject.to_string(),
             payload: msg.payload,
         };
-        let (route, in_flight, depth, worker) = (
-            r.route.clone(),
-            r.in_flight.clone(),
-            r.depth.clone(),
-            r.worker,
-        );
-        in_flight.inc();
+        let route = r.route.clone();
+        let (in_flight_gauge, depth, worker) = (r.in_flight.clone(), r.depth.clone(), r.worker);
+        in_flight_gauge.inc();
         depth.inc();
-        tokio::spawn(async move {
+        in_flight.push(async move {
             // Core NATS cannot redeliver: the disposition only feeds metrics.
             route.deliver(incoming, worker).await;
-            in_flight.dec();
+            in_flight_gauge.dec();
             depth.dec();
             drop(permit);
         });
     }
     // Stop taking messages: the server gives them to other members of the group.
     let _ = subscription.unsubscribe().await;
+    while in_flight.next().await.is_some() {}
     tracing::debug!(
         adapter = r.route.adapter(),
         worker = r.worker,

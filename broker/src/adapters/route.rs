@@ -57,6 +57,26 @@ impl Service<Record> for FanOut {
                     record.kind.as_str()
                 )));
             }
+            if let [(name, pipeline)] = &sinks[..] {
+                // One sink, the common case: no copy, no join.
+                return Ok(
+                    match pipeline
+                        .clone()
+                        .oneshot(record)
+                        .await
+                        .unwrap_or_else(|e| match e {})
+                    {
+                        Outcome::Reject { reason } => {
+                            Outcome::reject(format!("sink {name}: {reason}"))
+                        }
+                        Outcome::Retry { after, .. } => Outcome::Retry {
+                            after,
+                            reason: "a sink asked to retry".into(),
+                        },
+                        other => other,
+                    },
+                );
+            }
             // Every sink but the last gets a copy; the last takes the record itself.
             let mut record = Some(record);
             let last = sinks.len().saturating_sub(1);
