@@ -128,6 +128,40 @@ async fn stream(
     .unwrap()
 }
 
+/// A stream `IN_<prefix>` holding `n` v1 replies on `<prefix>.in.r`.
+async fn filled_stream(
+    url: &str,
+    prefix: &str,
+    n: usize,
+) -> (async_nats::jetstream::Context, String) {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let input = format!("IN_{prefix}");
+    stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
+    for i in 0..n {
+        js.publish(format!("{prefix}.in.r"), v1_reply(i).into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    (js, input)
+}
+
+/// The request ids in a file sink's output, line by line.
+fn request_ids(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["requestid"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 /// Every message in `stream`, in order.
 async fn read_all(
     stream: &async_nats::jetstream::stream::Stream,
@@ -285,18 +319,8 @@ fn fixture_doc(v: &serde_json::Value) -> ChoriaStreamsOutput {
 async fn jetstream_ingest_survives_sigkill_without_loss() {
     let url = nats_url();
     let prefix = unique("t2");
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    let input = format!("IN_{prefix}");
-    stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
     let n = 2000usize;
-    for i in 0..n {
-        js.publish(format!("{prefix}.in.r"), v1_reply(i).into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    let (_, input) = filled_stream(&url, &prefix, n).await;
 
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("out.jsonl");
@@ -329,18 +353,7 @@ fsync = "always"
             out_file.display()
         )
     };
-    let lines = |path: &std::path::Path| -> Vec<String> {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["requestid"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    };
+    let lines = request_ids;
 
     let http = free_port();
     let coro = Coro::start(
@@ -624,18 +637,8 @@ subject = "{prefix}.dlq"
 async fn a_sink_that_is_down_stops_the_pull_and_loses_nothing() {
     let url = nats_url();
     let prefix = unique("t4");
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    let input = format!("IN_{prefix}");
-    stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
     let n = 500usize;
-    for i in 0..n {
-        js.publish(format!("{prefix}.in.r"), v1_reply(i).into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    let (js, input) = filled_stream(&url, &prefix, n).await;
     let dir = tempfile::tempdir().unwrap();
     let http = free_port();
     let window = 50;
@@ -907,18 +910,8 @@ subject = "{sink_subject}"
 async fn sigterm_drains_in_flight_and_acks_it() {
     let url = nats_url();
     let prefix = unique("t7");
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    let input = format!("IN_{prefix}");
-    stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
     let n = 1500usize;
-    for i in 0..n {
-        js.publish(format!("{prefix}.in.r"), v1_reply(i).into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    let (_, input) = filled_stream(&url, &prefix, n).await;
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("out.jsonl");
     let config_text = |http: u16| {
@@ -947,18 +940,7 @@ path = "{}"
             out_file.display()
         )
     };
-    let ids = || -> Vec<String> {
-        std::fs::read_to_string(&out_file)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["requestid"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    };
+    let ids = || request_ids(&out_file);
     let http = free_port();
     let coro = Coro::start(
         &write_config(dir.path(), &config_text(http)),
