@@ -6,7 +6,9 @@
 //! * coro → blackhole: `coro run` with core NATS ingest and a blackhole sink;
 //! * raw JetStream: async-nats publishing the same records to a stream, awaiting
 //!   PubAcks with the sink's in-flight window;
-//! * coro → JetStream: `coro run` with core NATS ingest and the JetStream sink.
+//! * coro → JetStream: `coro run` with core NATS ingest and the JetStream sink;
+//! * the raw JetStream records read back by an async-nats pull consumer acking each,
+//!   then by coro's JetStream ingest into a blackhole (nothing else running).
 //!
 //! Needs `CORO_TEST_NATS_URL` (scripts/with-servers.sh) and the release `coro` binary
 //! (`CORO_BIN`, default target/release/coro).
@@ -103,7 +105,12 @@ impl Drop for Coro {
     }
 }
 
-fn start_coro(url: &str, subject: &str, sink: &str, dir: &std::path::Path) -> Coro {
+/// Core NATS ingest on `subject`.
+fn nats_ingest(url: &str, subject: &str) -> String {
+    format!("type = \"nats\"\nservers = [\"{url}\"]\nsubject = \"{subject}\"")
+}
+
+fn start_coro(ingest: &str, sink: &str, dir: &std::path::Path) -> Coro {
     let http = free_port();
     // Extra ingest settings for experiments, e.g. CORO_BENCH_INGEST='queue_len = 20000'.
     let ingest_extra = std::env::var("CORO_BENCH_INGEST").unwrap_or_default();
@@ -118,10 +125,7 @@ listen = "127.0.0.1:{http}"
 [[adapter]]
 name = "bench"
 [adapter.ingest]
-type = "nats"
-servers = ["{url}"]
-subject = "{subject}"
-
+{ingest}
 {ingest_extra}
 [adapter.pipeline]
 batch = {{ max_records = {BATCH}, timeout = "5ms" }}
@@ -242,7 +246,11 @@ async fn main() {
 
     // coro -> blackhole.
     let subject = format!("bench{run}.bh");
-    let coro = start_coro(&url, &subject, r#"type = "blackhole""#, dir.path());
+    let coro = start_coro(
+        &nats_ingest(&url, &subject),
+        r#"type = "blackhole""#,
+        dir.path(),
+    );
     let (blackhole_rate, blackhole_n) = coro_rate(&coro, &publisher, &subject, &payloads).await;
     let blackhole_rss = rss_peak_kib(coro.child.id());
     drop(coro);
@@ -274,11 +282,59 @@ async fn main() {
     }
     let js_raw_rate = messages as f64 / start.elapsed().as_secs_f64();
 
+    // The same backlog read back: a raw pull consumer acking each message, then coro's
+    // JetStream ingest into the blackhole. Nothing else runs meanwhile.
+    let stream = js.get_stream(&stream_name).await.unwrap();
+    let raw_consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("raw".into()),
+            filter_subject: format!("bench{run}.js.raw.>"),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            max_ack_pending: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut consumed = 0usize;
+    let mut pulled = raw_consumer.messages().await.unwrap();
+    while consumed < messages {
+        match tokio::time::timeout(Duration::from_secs(3), pulled.next()).await {
+            Ok(Some(Ok(m))) => {
+                m.ack().await.unwrap();
+                consumed += 1;
+            }
+            _ => break,
+        }
+    }
+    drop(pulled);
+    let raw_consume_rate = consumed as f64 / start.elapsed().as_secs_f64();
+    let ingest = format!(
+        "type = \"jetstream\"\nservers = [\"{url}\"]\nstream = \"{stream_name}\"\nconsumer = \"coro\"\nsubject = \"bench{run}.js.raw.>\"\nmax_ack_pending = 1000"
+    );
+    let coro = start_coro(&ingest, r#"type = "blackhole""#, dir.path());
+    let start = Instant::now();
+    let (mut last, mut last_change) = (0.0, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = delivered(coro.http);
+        if now > last {
+            last = now;
+            last_change = Instant::now();
+        }
+        if now >= messages as f64 || last_change.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let backlog_rate = last / last_change.duration_since(start).as_secs_f64();
+    let backlog_n = last;
+    let backlog_rss = rss_peak_kib(coro.child.id());
+    drop(coro);
+
     // coro -> JetStream.
     let subject = format!("bench{run}.in");
     let coro = start_coro(
-        &url,
-        &subject,
+        &nats_ingest(&url, &subject),
         &format!("type = \"jetstream\"\nservers = [\"{url}\"]\nsubject = \"bench{run}.js.coro.%s\"\nmax_in_flight = {IN_FLIGHT}"),
         dir.path(),
     );
@@ -316,6 +372,18 @@ async fn main() {
         js_coro_n,
         js_coro_rate / js_raw_rate,
         js_rss / 1024
+    );
+    println!(
+        "{:<44} {:>12.0} {:>10} {:>10} {:>12}",
+        "raw async-nats JetStream pull + ack", raw_consume_rate, consumed, "1.00x", "-"
+    );
+    println!(
+        "{:<44} {:>12.0} {:>10} {:>9.2}x {:>9} MiB",
+        "coro: JetStream backlog -> decode -> blackhole",
+        backlog_rate,
+        backlog_n,
+        backlog_rate / raw_consume_rate,
+        backlog_rss / 1024
     );
     println!();
     println!("goals: blackhole >= 0.80x raw subscriber, JetStream >= 0.80x raw JetStream publish, RSS < 64 MiB");
