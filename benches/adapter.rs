@@ -105,15 +105,15 @@ impl Drop for Coro {
     }
 }
 
-/// Core NATS ingest on `subject`.
+/// Core NATS ingest on `subject`; `CORO_BENCH_INGEST` adds settings for experiments,
+/// e.g. `CORO_BENCH_INGEST='workers = 1'`.
 fn nats_ingest(url: &str, subject: &str) -> String {
-    format!("type = \"nats\"\nservers = [\"{url}\"]\nsubject = \"{subject}\"")
+    let extra = std::env::var("CORO_BENCH_INGEST").unwrap_or_default();
+    format!("type = \"nats\"\nservers = [\"{url}\"]\nsubject = \"{subject}\"\n{extra}")
 }
 
 fn start_coro(ingest: &str, sink: &str, dir: &std::path::Path) -> Coro {
     let http = free_port();
-    // Extra ingest settings for experiments, e.g. CORO_BENCH_INGEST='queue_len = 20000'.
-    let ingest_extra = std::env::var("CORO_BENCH_INGEST").unwrap_or_default();
     let config = dir.join(format!("{http}.toml"));
     std::fs::write(
         &config,
@@ -126,7 +126,7 @@ listen = "127.0.0.1:{http}"
 name = "bench"
 [adapter.ingest]
 {ingest}
-{ingest_extra}
+
 [adapter.pipeline]
 batch = {{ max_records = {BATCH}, timeout = "5ms" }}
 concurrency = 4
