@@ -1,6 +1,7 @@
 //! Core NATS ingest, as Choria's adapters do it: a queue subscription
-//! (`nats_ingest_<name>`) per worker, a bounded queue, and a dispatcher that keeps many
-//! messages in flight so batches can fill.
+//! (`nats_ingest_<name>`) per worker and a bounded queue (`queue_len` messages taken but
+//! not yet settled, shared by the workers); each worker keeps its messages in flight
+//! together so batches can fill.
 //!
 //! Core NATS is at-most-once: a message is gone once the server handed it over. When the
 //! queue is full, reading waits up to `block_for` (backpressure that slows the NATS
