@@ -122,7 +122,9 @@ impl Adapters {
                     transform: Default::default(),
                     ..adapter.pipeline.clone()
                 };
-                let metrics = pipeline_metrics.for_sink(&adapter.name, &spec.name);
+                // Its own label, so it never adds to a sink of the same name.
+                let label = format!("dead_letter/{}", spec.name);
+                let metrics = pipeline_metrics.for_sink(&adapter.name, &label);
                 Some(pipeline::build(&settings, service, metrics))
             }
             None => None,
