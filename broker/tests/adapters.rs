@@ -989,3 +989,67 @@ path = "{}"
     assert_eq!(got.len(), n, "a drained message was delivered twice");
     assert_eq!(coro.terminate(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_nats_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = common::PrivateNats::start(0, dir.path());
+    let (url, port) = (nats.url(), nats.port);
+    let http = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[http]
+listen = "127.0.0.1:{http}"
+
+[[adapter]]
+name = "watched"
+[adapter.ingest]
+type = "nats"
+servers = ["{url}"]
+subject = "ready.>"
+[[adapter.sink]]
+type = "blackhole"
+"#
+        ),
+    );
+    let coro = Coro::start(&config, http, &dir.path().join("coro.log"));
+    assert_eq!(coro.get("/healthz").map(|(c, _)| c), Some(200));
+    drop(nats);
+    let down = eventually(Duration::from_secs(10), || {
+        let code = coro.get("/readyz").map(|(c, _)| c);
+        Box::pin(async move { code == Some(503) })
+    })
+    .await;
+    assert!(down, "readyz still ready with the server gone");
+    assert_eq!(
+        coro.get("/healthz").map(|(c, _)| c),
+        Some(200),
+        "the process itself is fine"
+    );
+
+    // The server comes back on the same port: coro reconnects and is ready again, and
+    // messages flow.
+    let _nats = common::PrivateNats::start(port, dir.path());
+    let up = eventually(Duration::from_secs(20), || {
+        let code = coro.get("/readyz").map(|(c, _)| c);
+        Box::pin(async move { code == Some(200) })
+    })
+    .await;
+    assert!(
+        up,
+        "not ready after the server came back; log:\n{}",
+        coro.log_text()
+    );
+    let client = async_nats::connect(&url).await.unwrap();
+    client.publish("ready.x", v1_reply(1).into()).await.unwrap();
+    client.flush().await.unwrap();
+    let delivered = eventually(Duration::from_secs(10), || {
+        let n = coro.metric_sum("coro_sink_records_total{", r#"outcome="delivered""#);
+        Box::pin(async move { n >= 1.0 })
+    })
+    .await;
+    assert!(delivered, "nothing delivered after the reconnect");
+    assert_eq!(coro.terminate(), 0);
+}

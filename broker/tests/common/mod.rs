@@ -164,3 +164,58 @@ pub async fn eventually(
     }
     false
 }
+
+/// A private nats-server for tests that stop and restart it; killed by PID on drop.
+pub struct PrivateNats {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl PrivateNats {
+    /// Starts the `CORO_NATS_SERVER` binary on `port` (0 picks one) and waits until ready.
+    pub fn start(port: u16, dir: &Path) -> PrivateNats {
+        let bin = std::env::var("CORO_NATS_SERVER").unwrap_or_else(|_| {
+            panic!("CORO_NATS_SERVER is not set: run the tests with `make test` (scripts/install-nats.sh installs nats-server)")
+        });
+        let port = if port == 0 { free_port() } else { port };
+        let log = dir.join(format!("nats-{port}.log"));
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.join("js"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("Server is ready")
+            {
+                return PrivateNats {
+                    child,
+                    port,
+                    dir: dir.to_path_buf(),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "private nats-server not ready: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
