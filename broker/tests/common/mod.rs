@@ -180,24 +180,23 @@ impl PrivateNats {
         });
         let port = if port == 0 { free_port() } else { port };
         let log = dir.join(format!("nats-{port}.log"));
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.join("js"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        // Owned by the guard at once, so a failed start still kills it.
+        let nats = PrivateNats {
+            child: Command::new(bin)
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(dir.join("js"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+            port,
+            dir: dir.to_path_buf(),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("Server is ready")
-            {
-                return PrivateNats {
-                    child,
-                    port,
-                    dir: dir.to_path_buf(),
-                };
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Server is ready") {
+                return nats;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
