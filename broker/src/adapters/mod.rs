@@ -148,7 +148,7 @@ impl Adapters {
                 &adapter.name,
                 adapter.ingest.servers(),
                 &format!("choria adapter {}", adapter.name),
-                Some(adapter_metrics),
+                Some((adapter_metrics, subscription_capacity(&adapter.ingest))),
             )
             .await?;
         let task = match &adapter.ingest {
@@ -223,7 +223,7 @@ impl Adapters {
         adapter: &str,
         servers: &[String],
         name: &str,
-        metrics: Option<&AdapterMetrics>,
+        ingest: Option<(&AdapterMetrics, usize)>,
     ) -> Result<async_nats::Client, StartError> {
         let error = |reason: String| StartError::Connect {
             adapter: adapter.to_string(),
@@ -234,11 +234,11 @@ impl Adapters {
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(5));
-        if let Some(m) = metrics {
-            // Bound what the client buffers per subscription, as Choria does (1000):
-            // the default (65536 messages) would let a stalled adapter hold 64 MiB of
-            // 1 KiB messages per worker. Overflow is a slow consumer, counted below.
-            options = options.subscription_capacity(SUBSCRIPTION_CAPACITY);
+        if let Some((m, capacity)) = ingest {
+            // Bound what the client buffers per subscription: the default (65536
+            // messages) would let a stalled adapter hold 64 MiB of 1 KiB messages per
+            // worker. Overflow is a slow consumer, counted below.
+            options = options.subscription_capacity(capacity);
             let slow = m.dropped.with_label_values(&[adapter, "slow_consumer"]);
             let adapter = adapter.to_string();
             options = options.event_callback(move |event| {
@@ -300,8 +300,15 @@ impl Readiness {
     }
 }
 
-/// Messages each ingest subscription buffers in the client.
-const SUBSCRIPTION_CAPACITY: usize = 1000;
+/// Messages each ingest subscription may buffer in the client. Core NATS workers share
+/// the adapter's `queue_len` (at least 100 each), so memory follows the one setting; a
+/// JetStream pull needs room for two fetches.
+fn subscription_capacity(ingest: &IngestConfig) -> usize {
+    match ingest {
+        IngestConfig::Nats(n) => (n.queue_len / n.workers.max(1)).max(100),
+        IngestConfig::JetStream(j) => (2 * j.fetch_batch).max(1000),
+    }
+}
 
 /// Any sink behind one cloneable type, so every adapter's pipelines have one shape.
 type SinkService = BoxCloneSyncService<Batch, Vec<Outcome>, SinkError>;
