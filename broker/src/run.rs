@@ -17,8 +17,8 @@ const EX_UNAVAILABLE: u8 = 69;
 pub fn run(config_path: &Path) -> ExitCode {
     // Loading through the sinks crate checks every sink's options too, so a typo fails
     // here with the file and line, before anything connects.
-    let config = match coro_sinks::config::load(config_path) {
-        Ok((c, _)) => c,
+    let (config, sinks) = match coro_sinks::config::load(config_path) {
+        Ok(loaded) => loaded,
         Err(errors) => {
             for e in errors.iter() {
                 eprintln!("error: {e}");
@@ -50,7 +50,7 @@ pub fn run(config_path: &Path) -> ExitCode {
         let server = tokio::spawn(http::serve(listener, registry.clone(), readiness, http_stopped));
         tracing::info!(listen = %config.http.listen, "serving /metrics, /healthz and /readyz");
 
-        let adapters = match Adapters::start(&config, &registry).await {
+        let adapters = match Adapters::start(&config, &sinks, &registry).await {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -3,7 +3,7 @@
 
 use crate::cli::ValidateArgs;
 use coro_core::config::{AdapterConfig, AdaptersConfig, IngestConfig, SinkSpec};
-use coro_sinks::config::SinkConfig;
+use coro_sinks::config::{AdapterSinks, SinkConfig};
 use std::process::ExitCode;
 
 /// sysexits(3): configuration error.
@@ -13,9 +13,9 @@ const EX_CONFIG: u8 = 78;
 /// problem on stderr, one per line.
 pub fn run(args: &ValidateArgs) -> ExitCode {
     match coro_sinks::config::load(&args.config) {
-        Ok((config, _)) => {
+        Ok((config, sinks)) => {
             print!("{}", summary(&config));
-            if args.online && !online(&config) {
+            if args.online && !online(&config, &sinks) {
                 return ExitCode::from(EX_CONFIG);
             }
             ExitCode::SUCCESS
@@ -106,7 +106,7 @@ fn sink(spec: &SinkSpec) -> String {
 
 /// `--online`: connects to every server the config names and checks what can only be
 /// checked there. Prints one line per check; false when any failed.
-fn online(config: &AdaptersConfig) -> bool {
+fn online(config: &AdaptersConfig, sinks: &[AdapterSinks]) -> bool {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -114,7 +114,7 @@ fn online(config: &AdaptersConfig) -> bool {
         eprintln!("error: could not start the runtime for --online checks");
         return false;
     };
-    let checks = runtime.block_on(online_checks(config));
+    let checks = runtime.block_on(online_checks(config, sinks));
     println!();
     let mut all_ok = true;
     for (ok, what) in checks {
@@ -124,9 +124,9 @@ fn online(config: &AdaptersConfig) -> bool {
     all_ok
 }
 
-async fn online_checks(config: &AdaptersConfig) -> Vec<(bool, String)> {
+async fn online_checks(config: &AdaptersConfig, sinks: &[AdapterSinks]) -> Vec<(bool, String)> {
     let mut out = Vec::new();
-    for adapter in &config.adapters {
+    for (adapter, typed) in config.adapters.iter().zip(sinks) {
         let name = &adapter.name;
         match &adapter.ingest {
             IngestConfig::Nats(n) => match connect(&n.servers).await {
@@ -156,10 +156,9 @@ async fn online_checks(config: &AdaptersConfig) -> Vec<(bool, String)> {
                 }
             },
         }
-        let sinks = adapter.sinks.iter().chain(adapter.dead_letter.as_ref());
-        for spec in sinks {
-            if let Ok(SinkConfig::JetStream(js_config)) = SinkConfig::from_spec(spec) {
-                out.push(sink_check(name, spec, &js_config).await);
+        for (sink, config) in typed.sinks.iter().chain(typed.dead_letter.as_ref()) {
+            if let SinkConfig::JetStream(js_config) = config {
+                out.push(sink_check(name, sink, js_config).await);
             }
         }
     }
@@ -206,22 +205,16 @@ async fn consumer_check(
 
 async fn sink_check(
     adapter: &str,
-    spec: &SinkSpec,
+    sink: &str,
     config: &coro_sinks::jetstream::config::JetStreamConfig,
 ) -> (bool, String) {
-    let who = format!("adapter {adapter:?}: sink {:?}", spec.name);
+    let who = format!("adapter {adapter:?}: sink {sink:?}");
     let client = match connect(&config.servers).await {
         Ok(c) => c,
         Err(e) => return (false, format!("{who}: {e}")),
     };
-    // A sample subject: every template part filled with one token.
-    let subject = config
-        .subject
-        .replace("%s", "node1")
-        .replace("{sender}", "node1")
-        .replace("{agent}", "rpcutil")
-        .replace("{collective}", "mcollective")
-        .replace("{kind}", "reply");
+    // The subject a sample record would go to: every template part filled in.
+    let subject = config.subject_for(&sample_record());
     let js = async_nats::jetstream::new(client);
     match js.stream_by_subject(&subject).await {
         Ok(stream) if config.stream.as_ref().is_none_or(|s| *s == stream) => {
@@ -235,5 +228,21 @@ async fn sink_check(
             false,
             format!("{who}: no stream captures {} ({e}); create one, or publishes will be retried until one does", config.subject),
         ),
+    }
+}
+
+/// A reply record from `node1`, for filling subject templates.
+fn sample_record() -> coro_core::Record {
+    coro_core::Record {
+        subject: String::new(),
+        version: coro_core::protocol::Version::V1,
+        kind: coro_core::Kind::Reply,
+        sender: "node1".into(),
+        request_id: String::new(),
+        agent: "rpcutil".into(),
+        collective: Some("mcollective".into()),
+        time_ns: 0,
+        body: Default::default(),
+        raw: Default::default(),
     }
 }

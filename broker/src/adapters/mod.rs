@@ -6,12 +6,12 @@ pub mod metrics;
 pub mod nats_ingest;
 pub mod route;
 
-use coro_core::config::adapters::{AdapterConfig, AdaptersConfig, IngestConfig, SinkSpec};
+use coro_core::config::adapters::{AdapterConfig, AdaptersConfig, IngestConfig};
 use coro_core::pipeline::metrics::PipelineMetrics;
 use coro_core::pipeline::{self, PipelineSettings};
 use coro_core::sink::{Batch, Outcome, SinkError};
 use coro_sinks::blackhole::BlackholeSink;
-use coro_sinks::config::SinkConfig;
+use coro_sinks::config::{AdapterSinks, SinkConfig};
 use coro_sinks::encoding::Encoding;
 use coro_sinks::file::FileSink;
 use coro_sinks::jetstream::JetStreamSink;
@@ -67,9 +67,12 @@ pub struct Adapters {
 }
 
 impl Adapters {
-    /// Connects and starts every adapter in `config`, registering metrics in `registry`.
+    /// Connects and starts every adapter in `config`, with its sinks as `sinks` typed
+    /// them (one entry per adapter, in order, from `coro_sinks::config::load`),
+    /// registering metrics in `registry`.
     pub async fn start(
         config: &AdaptersConfig,
+        sinks: &[AdapterSinks],
         registry: &prometheus::Registry,
     ) -> Result<Adapters, StartError> {
         let adapter_metrics = AdapterMetrics::register(registry)?;
@@ -81,10 +84,11 @@ impl Adapters {
             tasks: Vec::new(),
             connections: Vec::new(),
         };
-        for adapter in &config.adapters {
+        for (adapter, typed) in config.adapters.iter().zip(sinks) {
             running
                 .start_one(
                     adapter,
+                    typed,
                     &identity,
                     &adapter_metrics,
                     &pipeline_metrics,
@@ -98,32 +102,35 @@ impl Adapters {
     async fn start_one(
         &mut self,
         adapter: &AdapterConfig,
+        typed: &AdapterSinks,
         identity: &Arc<str>,
         adapter_metrics: &AdapterMetrics,
         pipeline_metrics: &PipelineMetrics,
         stopped: watch::Receiver<bool>,
     ) -> Result<(), StartError> {
         let mut sinks = Vec::new();
-        for spec in &adapter.sinks {
-            let service = self.sink(adapter, spec, None).await?;
-            let metrics = pipeline_metrics.for_sink(&adapter.name, &spec.name);
+        for (name, sink) in &typed.sinks {
+            let service = self.sink(&adapter.name, name, sink.clone(), None).await?;
+            let metrics = pipeline_metrics.for_sink(&adapter.name, name);
             sinks.push((
-                spec.name.clone(),
+                name.clone(),
                 pipeline::build(&adapter.pipeline, service, metrics),
             ));
         }
-        let dead_letter = match &adapter.dead_letter {
-            Some(spec) => {
+        let dead_letter = match &typed.dead_letter {
+            Some((name, sink)) => {
                 // Dead letters are already the JSON documents to store, and must not be
                 // filtered or reshaped away.
-                let service = self.sink(adapter, spec, Some(Encoding::Raw)).await?;
+                let service = self
+                    .sink(&adapter.name, name, sink.clone(), Some(Encoding::Raw))
+                    .await?;
                 let settings = PipelineSettings {
                     filter: Default::default(),
                     transform: Default::default(),
                     ..adapter.pipeline.clone()
                 };
                 // Its own label, so it never adds to a sink of the same name.
-                let label = format!("dead_letter/{}", spec.name);
+                let label = format!("dead_letter/{name}");
                 let metrics = pipeline_metrics.for_sink(&adapter.name, &label);
                 Some(pipeline::build(&settings, service, metrics))
             }
@@ -180,41 +187,37 @@ impl Adapters {
         Ok(())
     }
 
-    /// Builds the sink service for `spec`; `encoding` overrides the configured one.
+    /// Builds the sink service `sink` of `adapter`; `encoding` overrides the configured
+    /// one.
     async fn sink(
         &mut self,
-        adapter: &AdapterConfig,
-        spec: &SinkSpec,
+        adapter: &str,
+        sink: &str,
+        config: SinkConfig,
         encoding: Option<Encoding>,
     ) -> Result<SinkService, StartError> {
         let error = |reason: String| StartError::Sink {
-            adapter: adapter.name.clone(),
-            sink: spec.name.clone(),
+            adapter: adapter.to_string(),
+            sink: sink.to_string(),
             reason,
         };
-        Ok(
-            match SinkConfig::from_spec(spec).map_err(|e| error(e.to_string()))? {
-                SinkConfig::Blackhole(_) => BoxCloneSyncService::new(BlackholeSink::new()),
-                SinkConfig::File(mut file) => {
-                    if let Some(encoding) = encoding {
-                        file.encoding = encoding;
-                    }
-                    BoxCloneSyncService::new(
-                        FileSink::open(file).map_err(|e| error(e.to_string()))?,
-                    )
+        Ok(match config {
+            SinkConfig::Blackhole(_) => BoxCloneSyncService::new(BlackholeSink::new()),
+            SinkConfig::File(mut file) => {
+                if let Some(encoding) = encoding {
+                    file.encoding = encoding;
                 }
-                SinkConfig::JetStream(mut js) => {
-                    if let Some(encoding) = encoding {
-                        js.encoding = encoding;
-                    }
-                    let name = format!("{}_{}", adapter.name, spec.name);
-                    let client = self
-                        .connect(&adapter.name, &js.servers, &name, None)
-                        .await?;
-                    BoxCloneSyncService::new(JetStreamSink::with_client(client, js))
+                BoxCloneSyncService::new(FileSink::open(file).map_err(|e| error(e.to_string()))?)
+            }
+            SinkConfig::JetStream(mut js) => {
+                if let Some(encoding) = encoding {
+                    js.encoding = encoding;
                 }
-            },
-        )
+                let name = format!("{adapter}_{sink}");
+                let client = self.connect(adapter, &js.servers, &name, None).await?;
+                BoxCloneSyncService::new(JetStreamSink::with_client(client, js))
+            }
+        })
     }
 
     /// Connects to NATS, counting slow-consumer drops for the adapter.
