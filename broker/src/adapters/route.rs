@@ -59,23 +59,12 @@ impl Service<Record> for FanOut {
             }
             if let [(name, pipeline)] = &sinks[..] {
                 // One sink, the common case: no copy, no join.
-                return Ok(
-                    match pipeline
-                        .clone()
-                        .oneshot(record)
-                        .await
-                        .unwrap_or_else(|e| match e {})
-                    {
-                        Outcome::Reject { reason } => {
-                            Outcome::reject(format!("sink {name}: {reason}"))
-                        }
-                        Outcome::Retry { after, .. } => Outcome::Retry {
-                            after,
-                            reason: "a sink asked to retry".into(),
-                        },
-                        other => other,
-                    },
-                );
+                let outcome = pipeline
+                    .clone()
+                    .oneshot(record)
+                    .await
+                    .unwrap_or_else(|e| match e {});
+                return Ok(combine([(name, outcome)]));
             }
             // Every sink but the last gets a copy; the last takes the record itself.
             let mut record = Some(record);
@@ -93,35 +82,42 @@ impl Service<Record> for FanOut {
                     Some(async move { (name, call.await.unwrap_or_else(|e| match e {})) })
                 })
                 .collect::<Vec<_>>();
-            let mut retry: Option<Option<Duration>> = None;
-            let mut rejects = Vec::new();
-            let mut delivered = false;
-            for (name, outcome) in futures::future::join_all(calls).await {
-                match outcome {
-                    Outcome::Delivered => delivered = true,
-                    Outcome::Filtered => {}
-                    Outcome::Retry { after, .. } => {
-                        retry = Some(match (retry.flatten(), after) {
-                            (Some(a), Some(b)) => Some(a.max(b)),
-                            (a, b) => a.or(b),
-                        })
-                    }
-                    Outcome::Reject { reason } => rejects.push(format!("sink {name}: {reason}")),
-                }
-            }
-            Ok(if let Some(after) = retry {
-                Outcome::Retry {
-                    after,
-                    reason: "a sink asked to retry".into(),
-                }
-            } else if !rejects.is_empty() {
-                Outcome::reject(rejects.join("; "))
-            } else if delivered {
-                Outcome::Delivered
-            } else {
-                Outcome::Filtered
-            })
+            Ok(combine(futures::future::join_all(calls).await))
         })
+    }
+}
+
+/// The outcome of a message from its sinks' outcomes: any retry asks to retry (with the
+/// longest wait asked for); otherwise any rejection rejects it, naming the sinks;
+/// otherwise it is delivered if some sink took it, and filtered if none wanted it.
+fn combine<'a>(outcomes: impl IntoIterator<Item = (&'a String, Outcome)>) -> Outcome {
+    let mut retry: Option<Option<Duration>> = None;
+    let mut rejects = Vec::new();
+    let mut delivered = false;
+    for (name, outcome) in outcomes {
+        match outcome {
+            Outcome::Delivered => delivered = true,
+            Outcome::Filtered => {}
+            Outcome::Retry { after, .. } => {
+                retry = Some(match (retry.flatten(), after) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                })
+            }
+            Outcome::Reject { reason } => rejects.push(format!("sink {name}: {reason}")),
+        }
+    }
+    if let Some(after) = retry {
+        Outcome::Retry {
+            after,
+            reason: "a sink asked to retry".into(),
+        }
+    } else if !rejects.is_empty() {
+        Outcome::reject(rejects.join("; "))
+    } else if delivered {
+        Outcome::Delivered
+    } else {
+        Outcome::Filtered
     }
 }
 
@@ -318,6 +314,41 @@ impl RateLimitedLog {
             subject,
             suppressed,
             "message not delivered: {reason}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combining_sink_outcomes() {
+        let (a, b) = ("a".to_string(), "b".to_string());
+        let retry = |after| Outcome::Retry {
+            after,
+            reason: "busy".into(),
+        };
+        assert_eq!(
+            combine([(&a, Outcome::Delivered), (&b, Outcome::Filtered)]),
+            Outcome::Delivered
+        );
+        assert_eq!(
+            combine([(&a, Outcome::Filtered), (&b, Outcome::Filtered)]),
+            Outcome::Filtered
+        );
+        assert_eq!(
+            combine([(&a, Outcome::reject("no")), (&b, Outcome::reject("never"))]),
+            Outcome::reject("sink a: no; sink b: never")
+        );
+        // A retry wins over a rejection (the message comes again), with the longest wait.
+        let out = combine([
+            (&a, retry(Some(Duration::from_secs(1)))),
+            (&b, Outcome::reject("no")),
+            (&b, retry(Some(Duration::from_secs(3)))),
+        ]);
+        assert!(
+            matches!(out, Outcome::Retry { after: Some(d), .. } if d == Duration::from_secs(3))
         );
     }
 }
