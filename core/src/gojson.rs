@@ -118,11 +118,6 @@ fn write<T: Serialize + ?Sized>(value: &T, formatter: GoFormatter<'_>) -> Vec<u8
     out
 }
 
-/// Go's `json.Marshal` of a string: a quoted, Go-escaped JSON string.
-pub fn string(s: &str) -> Vec<u8> {
-    to_vec(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +126,7 @@ mod tests {
     fn escapes_like_go() {
         let s = "a<b>&c\u{2028}\u{2029}\"\\\n\r\t\u{8}\u{c}\u{1}é\u{7f}";
         assert_eq!(
-            String::from_utf8(string(s)).unwrap(),
+            to_string(s),
             "\"a\\u003cb\\u003e\\u0026c\\u2028\\u2029\\\"\\\\\\n\\r\\t\\b\\f\\u0001é\u{7f}\""
         );
     }

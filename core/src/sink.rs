@@ -46,23 +46,6 @@ impl Outcome {
             reason: reason.into(),
         }
     }
-
-    /// The label used in metrics: `delivered`, `retry`, `rejected`, `filtered`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Delivered => "delivered",
-            Outcome::Retry { .. } => "retry",
-            Outcome::Reject { .. } => "rejected",
-            Outcome::Filtered => "filtered",
-        }
-    }
-
-    /// Whether ingest may acknowledge the message (nothing more will happen to it
-    /// here): delivered or filtered. A rejection is acknowledged only once the dead
-    /// letter is delivered.
-    pub fn is_done(&self) -> bool {
-        matches!(self, Outcome::Delivered | Outcome::Filtered)
-    }
 }
 
 /// Records for one call of a sink, in order.

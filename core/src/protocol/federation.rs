@@ -20,12 +20,6 @@ pub enum FederationError {
     NoReplyTo,
 }
 
-/// The subject a member collective's broker receives requests on:
-/// `choria.federation.<cluster>.federation` (queue group `<cluster>_federation`).
-pub fn federation_subject(cluster: &str) -> String {
-    format!("choria.federation.{cluster}.federation")
-}
-
 /// The subject servers reply to inside a member collective:
 /// `choria.federation.<cluster>.collective` (queue group `<cluster>_collective`).
 pub fn collective_subject(cluster: &str) -> String {
