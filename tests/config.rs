@@ -61,9 +61,9 @@ fn base_with(from: &str, to: &str) -> String {
 fn repo_adapters_toml_validates() {
     let path = repo_file("adapters.toml");
     let config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.adapters.len(), 1);
+    let names: Vec<_> = config.adapters.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["registration", "replies"]);
     let a = &config.adapters[0];
-    assert_eq!(a.name, "registration");
     let mut expected = NatsIngest::new(
         "registration",
         vec!["nats://127.0.0.1:4222".into()],
@@ -72,19 +72,26 @@ fn repo_adapters_toml_validates() {
     expected.protocol = Protocol::Request;
     assert_eq!(a.ingest, IngestConfig::Nats(expected));
     assert_eq!(a.pipeline, PipelineSettings::default());
-    assert!(a.dead_letter.is_none());
-    assert_eq!(a.sinks.len(), 1);
+    assert_eq!(a.dead_letter.as_ref().unwrap().kind, "file");
+    let sinks: Vec<_> = a.sinks.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(sinks, ["jetstream", "file"]);
     assert_eq!(
         SinkConfig::from_spec(&a.sinks[0]).unwrap(),
         SinkConfig::JetStream(JetStreamConfig {
             servers: vec!["nats://127.0.0.1:4222".into()],
             subject: "choria.registration.%s".into(),
             encoding: Encoding::ChoriaStreams,
-            stream: None,
+            stream: Some("CHORIA_REGISTRATION".into()),
             max_in_flight: 256,
             ack_timeout: Duration::from_secs(5),
         })
     );
+    let IngestConfig::JetStream(replies) = &config.adapters[1].ingest else {
+        panic!("replies should consume JetStream");
+    };
+    assert_eq!(replies.stream, "CHORIA_RPC_INBOX");
+    assert_eq!(replies.consumer, "coro_replies");
+    assert_eq!(replies.protocol, Protocol::Reply);
     assert_eq!(
         config.http.listen,
         "127.0.0.1:8222".parse::<SocketAddr>().unwrap()
@@ -116,12 +123,7 @@ fn repo_adapters_toml_examples_validate_uncommented() {
         .collect();
     let config =
         check("adapters.toml", &uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
-    let names: Vec<_> = config.adapters.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, ["registration", "replies"]);
     let registration = &config.adapters[0];
-    let sinks: Vec<_> = registration.sinks.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(sinks, ["jetstream", "file"]);
-    assert_eq!(registration.dead_letter.as_ref().unwrap().kind, "file");
     assert_eq!(
         registration.pipeline.batch.timeout,
         Duration::from_millis(100)
@@ -130,9 +132,6 @@ fn repo_adapters_toml_examples_validate_uncommented() {
     let IngestConfig::JetStream(replies) = &config.adapters[1].ingest else {
         panic!("replies should consume JetStream");
     };
-    assert_eq!(replies.stream, "CHORIA_REPLIES");
-    assert_eq!(replies.consumer, "coro_replies");
-    assert_eq!(replies.protocol, Protocol::Reply);
     assert_eq!(replies.fetch_batch, 100);
     assert_eq!(replies.max_ack_pending, 1000);
     assert_eq!(replies.ack_wait, Duration::from_secs(30));

@@ -31,6 +31,21 @@ pub enum Command {
     /// Prints every problem to stderr, one per line (`file:line:column: key: message;
     /// hint`), and exits 78; otherwise prints a table of the adapters and exits 0.
     Validate(ValidateArgs),
+    /// Simulate a Choria fleet: N servers in one process, each with its own identity,
+    /// facts, agents (rpcutil, discovery) and subscriptions, answering requests and
+    /// publishing registration, until SIGINT or SIGTERM.
+    ///
+    /// Exits 0 after a clean stop, 64 for bad arguments, 69 when the server cannot be
+    /// reached.
+    Fleet(crate::fleet_cmd::FleetArgs),
+    /// Publish a Choria RPC request; collect and print the replies unless it is an
+    /// asynchronous request (--reply-to without --wait).
+    ///
+    /// Waiting prints a table sorted by sender and a summary. Exits 0 when every
+    /// expected node replied with status 0, 1 when a reply had a non-zero status, 75 when
+    /// expected nodes (or all) did not reply within --timeout, 64 for bad arguments,
+    /// 65/66 for bad or unreadable credentials, 69 when the server cannot be reached.
+    Rpc(Box<coro_broker::rpc::RpcArgs>),
 }
 
 /// Arguments of `coro validate`.

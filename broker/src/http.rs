@@ -1,13 +1,18 @@
 //! HTTP: `/metrics` (Prometheus text; also at Choria's `/choria/prometheus` and
 //! `/choria/metrics`, so existing scrape configs work), `/healthz` (the process is up),
-//! `/readyz` (every ingest and sink connection is up).
+//! `/readyz` (every ingest and sink connection is up), Choria's `/choria/` (build and
+//! system information) and, when a network broker runs, nats-server's monitoring paths
+//! (`/varz`, `/connz`, ...; see `coro_broker::network::monitor`), as the Go broker serves
+//! them all on the stats port.
 
 use crate::adapters::Readiness;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use coro_broker::network::monitor::{self, is_nats_healthz_query};
+use coro_broker::network::{ChoriaInfo, MonitorProxy};
 use std::net::SocketAddr;
 use tokio::sync::watch;
 
@@ -15,25 +20,51 @@ use tokio::sync::watch;
 struct AppState {
     registry: prometheus::Registry,
     readiness: watch::Receiver<Option<Readiness>>,
+    nats: Option<MonitorProxy>,
 }
 
 /// Serves until `stop` turns true. `readiness` is `None` until the adapters started.
+/// `/choria/` names the host as identity and no config file.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: prometheus::Registry,
     readiness: watch::Receiver<Option<Readiness>>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    serve_with(
+        listener,
+        registry,
+        readiness,
+        stop,
+        ChoriaInfo::default(),
+        None,
+    )
+    .await
+}
+
+/// [`serve`], with `/choria/` reporting `choria`, and nats-server's monitoring paths
+/// forwarded through `nats` when a network broker runs
+/// (`NetworkBroker::choria_info` and `NetworkBroker::monitor_proxy`).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    registry: prometheus::Registry,
+    readiness: watch::Receiver<Option<Readiness>>,
     mut stop: watch::Receiver<bool>,
+    choria: ChoriaInfo,
+    nats: Option<MonitorProxy>,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/choria/prometheus", get(metrics))
         .route("/choria/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .with_state(AppState {
             registry,
             readiness,
-        });
+            nats: nats.clone(),
+        })
+        .merge(monitor::routes(choria, nats));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -58,6 +89,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             [(header::CONTENT_TYPE, "text/plain")],
             format!("encoding metrics: {e}\n"),
         ),
+    }
+}
+
+/// Coro is up; with nats-server's parameters (`?js-enabled-only=true`, written for the
+/// Go broker's probes) nats-server's own health check answers.
+async fn healthz(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    match (&state.nats, query) {
+        (Some(nats), Some(q)) if is_nats_healthz_query(&q) => {
+            nats.forward("/healthz", Some(&q)).await
+        }
+        _ => "ok\n".into_response(),
     }
 }
 

@@ -5,6 +5,7 @@
 mod adapters;
 mod cli;
 mod decode;
+mod fleet_cmd;
 mod http;
 mod run;
 mod validate;
@@ -25,6 +26,14 @@ fn main() -> ExitCode {
             run::run(&args.config)
         }
         cli::Command::Validate(args) => validate::run(&args),
+        cli::Command::Fleet(args) => fleet_cmd::run(&args),
+        cli::Command::Rpc(args) => {
+            // Quiet unless asked: the output is the table, not logs.
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_logging();
+            }
+            coro_broker::rpc::command::run(&args)
+        }
     }
 }
 

@@ -35,8 +35,9 @@ fn config_dir(test: &str, name: &str, text: &str) -> PathBuf {
 }
 
 const REPO_TABLE: &str = "\
-ADAPTER       INGEST        SUBJECT                         SINKS                              DEAD LETTER
-registration  nats request  *.broadcast.agent.registration  jetstream: choria.registration.%s  -
+ADAPTER       INGEST                                         SUBJECT                         SINKS                                                                      DEAD LETTER
+registration  nats request                                   *.broadcast.agent.registration  jetstream: choria.registration.%s, file: /var/lib/coro/registration.jsonl  file: /var/lib/coro/registration.dead.jsonl
+replies       jetstream CHORIA_RPC_INBOX/coro_replies reply  -                               jetstream: choria.replies.%s                                               file: /var/lib/coro/replies.dead.jsonl
 ";
 
 #[test]
