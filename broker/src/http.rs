@@ -6,13 +6,13 @@
 //! them all on the stats port.
 
 use crate::adapters::Readiness;
+use crate::network::monitor::{self, is_nats_healthz_query};
+use crate::network::{ChoriaInfo, MonitorProxy};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use coro_broker::network::monitor::{self, is_nats_healthz_query};
-use coro_broker::network::{ChoriaInfo, MonitorProxy};
 use std::net::SocketAddr;
 use tokio::sync::watch;
 

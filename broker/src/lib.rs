@@ -1,9 +1,12 @@
-//! The parts of the `coro` daemon that are also a library, so that tests and other
-//! crates can use them directly: the network broker ([`network`]), which runs and
-//! supervises a real `nats-server` from a Choria `broker.conf`.
+//! The parts of the `coro` daemon that are also a library, so that tests, benchmarks
+//! and `coro demo` use them directly: the data adapters ([`adapters`]), the HTTP
+//! endpoints ([`http`]), the network broker ([`network`]), which runs and supervises a
+//! real `nats-server` from a Choria `broker.conf`, and the RPC client ([`rpc`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adapters;
+pub mod http;
 pub mod network;
 pub mod rpc;

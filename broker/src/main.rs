@@ -2,11 +2,9 @@
 
 #![forbid(unsafe_code)]
 
-mod adapters;
 mod cli;
 mod decode;
 mod fleet_cmd;
-mod http;
 mod run;
 mod validate;
 

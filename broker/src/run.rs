@@ -2,8 +2,8 @@
 //! then drain: stop taking messages, let in-flight batches finish within the drain
 //! timeout, acknowledge what was delivered, and exit 0.
 
-use crate::adapters::Adapters;
-use crate::http;
+use coro_broker::adapters::Adapters;
+use coro_broker::http;
 use std::path::Path;
 use std::process::ExitCode;
 use tokio::sync::watch;
