@@ -6,10 +6,11 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: demo test setup fmt lint unit bench fuzz clean
 
-## demo: build coro and decode the bundled example Choria messages
+## demo: build coro and run `coro demo`: a network broker with JetStream, the adapters of
+## adapters.toml, 1000 simulated Choria servers and one asynchronous RPC, ending in a table
 demo: setup
-	$(CARGO) build -p coro-broker
-	scripts/demo.sh
+	$(CARGO) build -p coro-broker --locked
+	"$${CARGO_TARGET_DIR:-target}/debug/coro" demo
 
 ## test: format check, clippy with -D warnings, and every test
 test: setup fmt lint unit

@@ -14,6 +14,6 @@ if need_cmd rustup; then
   done
 fi
 if ! need_cmd python3; then
-  echo "setup: installing python3 (used by scripts/demo.sh)"
+  echo "setup: installing python3 (used by the scripts that install and start servers)"
   apt-get update -qq && apt-get install -y -qq python3
 fi

@@ -46,6 +46,11 @@ pub enum Command {
     /// expected nodes (or all) did not reply within --timeout, 64 for bad arguments,
     /// 65/66 for bad or unreadable credentials, 69 when the server cannot be reached.
     Rpc(Box<coro_broker::rpc::RpcArgs>),
+    /// Run everything on this machine: a network broker with JetStream, the adapters of
+    /// the repo's adapters.toml, a simulated fleet, and one asynchronous RPC.
+    ///
+    /// Ends with a table; exits 0 only when every node's registration and reply arrived.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Arguments of `coro validate`.

@@ -4,6 +4,7 @@
 
 mod cli;
 mod decode;
+mod demo;
 mod fleet_cmd;
 mod run;
 mod validate;
@@ -25,6 +26,13 @@ fn main() -> ExitCode {
         }
         cli::Command::Validate(args) => validate::run(&args),
         cli::Command::Fleet(args) => fleet_cmd::run(&args),
+        cli::Command::Demo(args) => {
+            // Quiet unless asked: the output is the progress and the table, not logs.
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_logging();
+            }
+            demo::run(&args)
+        }
         cli::Command::Rpc(args) => {
             // Quiet unless asked: the output is the table, not logs.
             if std::env::var_os("RUST_LOG").is_some() {
