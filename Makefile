@@ -33,8 +33,13 @@ unit:
 ## bench: the benchmarks (ratios against the raw parser, client and server in one run)
 bench: setup
 	$(CARGO) bench --bench decode --locked
+	$(CARGO) bench --bench plugin --locked
 	$(CARGO) build --release -p coro-broker --locked
 	scripts/with-servers.sh $(CARGO) bench --bench adapter --locked
+	scripts/with-servers.sh $(CARGO) bench --bench kafka --locked
+	scripts/with-servers.sh $(CARGO) bench --bench fleet --locked
+	scripts/with-servers.sh $(CARGO) bench --bench elasticsearch --locked
+	scripts/with-servers.sh $(CARGO) bench --bench federation --locked
 
 ## fuzz: run the decoder fuzz target (FUZZ_SECONDS=600 by default; not part of `make test`)
 fuzz:

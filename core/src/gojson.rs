@@ -64,6 +64,11 @@ impl Formatter for GoFormatter<'_> {
         fragment: &str,
     ) -> io::Result<()> {
         let bytes = fragment.as_bytes();
+        // Most strings (base64 payloads, subjects, ids) have nothing to escape: one
+        // byte scan instead of decoding every character. 0xE2 starts U+2028 and U+2029.
+        if !bytes.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2)) {
+            return writer.write_all(bytes);
+        }
         let mut start = 0;
         for (i, ch) in fragment.char_indices() {
             let escape: &[u8] = match ch {

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod gojson;
 pub mod pipeline;
+pub mod plugin;
 pub mod protocol;
 pub mod record;
 pub mod sink;

@@ -232,7 +232,7 @@ impl std::fmt::Debug for Fleet {
 
 impl Fleet {
     /// Starts `cfg.nodes` nodes and returns once every node's subscriptions are in
-    /// place on the server (the connections were flushed), so a request published
+    /// place on the server (confirmed by a round trip), so a request published
     /// afterwards reaches all of them.
     pub async fn start(cfg: FleetConfig) -> Result<Fleet, FleetError> {
         Fleet::start_with_progress(cfg, Arc::new(StartProgress::default())).await
@@ -293,13 +293,8 @@ impl Fleet {
             }
             return Err(e);
         }
-        // A flush is a PING/PONG round trip: once it returns, the server has processed
-        // every SUB sent before it on that connection.
         for client in &clients {
-            client.flush().await.map_err(|e| FleetError::Subscribe {
-                subject: "(flush)".to_string(),
-                reason: e.to_string(),
-            })?;
+            round_trip(client).await?;
         }
         progress.set(StartPhase::Running);
         let start_time = started.elapsed();
@@ -543,5 +538,33 @@ async fn run_node(mut node: Node, mut subs: SelectAll<async_nats::Subscriber>, e
                 registration.as_mut().reset(next);
             }
         }
+    }
+}
+
+/// Waits until the server has processed everything sent on `client` so far, so every
+/// node's subscriptions are in place when [`Fleet::start`] returns. async-nats' `flush`
+/// only writes the buffer out; a message to ourselves is a true round trip, since the
+/// server handles one connection's SUBs and PUBs in order.
+async fn round_trip(client: &async_nats::Client) -> Result<(), FleetError> {
+    use futures::StreamExt;
+    let subject = client.new_inbox();
+    let failed = |reason: String| FleetError::Subscribe {
+        subject: subject.clone(),
+        reason,
+    };
+    let mut echo = client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    client
+        .publish(subject.clone(), Vec::<u8>::new().into())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    match tokio::time::timeout(Duration::from_secs(30), echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(failed("the connection closed".to_string())),
+        Err(_) => Err(failed(
+            "the server did not confirm the subscriptions within 30 s".to_string(),
+        )),
     }
 }

@@ -340,10 +340,15 @@ impl Node {
     /// The reply transport for `msg`, in its protocol version.
     fn reply(&self, msg: &RpcMessage, body: &[u8], now_s: i64, now_ns: i64) -> Vec<u8> {
         let identity = &self.info.identity;
-        let hop = self.hop();
         // go-choria copies the federation request id and reply subject into replies so
         // a federation broker can route them back; the targets stay behind.
         let federation = msg.transport.as_ref().and_then(|t| t.federation());
+        // With them the request's hops, before the server's own (`CopyFederationData`,
+        // PROTOCOL.md §3.4), so the client sees the whole path.
+        let hop = match (&federation, &msg.transport) {
+            (Some(_), Some(t)) => t.hops().iter().cloned().chain(self.hop()).collect(),
+            _ => self.hop(),
+        };
         match &msg.inner {
             Inner::V2Request(req) => {
                 let reply = v2::Reply::for_request(req, identity, now_ns, body);

@@ -3,25 +3,41 @@
 //! of its key.
 
 use crate::blackhole::config::BlackholeConfig;
+use crate::elasticsearch::config::ElasticsearchConfig;
 use crate::encoding::Encoding;
 use crate::file::config::FileConfig;
 use crate::jetstream::config::JetStreamConfig;
+use crate::kafka::config::KafkaConfig;
+use crate::plugin::PluginConfig;
 use coro_core::config::{did_you_mean, AdaptersConfig, ConfigError, ConfigErrors, SinkSpec};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
 /// The sink `type`s there are.
-pub const SINK_TYPES: [&str; 3] = ["blackhole", "file", "jetstream"];
+pub const SINK_TYPES: [&str; 6] = [
+    "blackhole",
+    "elasticsearch",
+    "file",
+    "jetstream",
+    "kafka",
+    "plugin",
+];
 
 /// One sink's settings, by `type`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkConfig {
     /// `type = "blackhole"`.
     Blackhole(BlackholeConfig),
+    /// `type = "elasticsearch"`.
+    Elasticsearch(ElasticsearchConfig),
     /// `type = "file"`.
     File(FileConfig),
     /// `type = "jetstream"`.
     JetStream(JetStreamConfig),
+    /// `type = "kafka"`.
+    Kafka(KafkaConfig),
+    /// `type = "plugin"`: a shared library loaded at run time.
+    Plugin(PluginConfig),
 }
 
 impl SinkConfig {
@@ -43,10 +59,18 @@ impl SinkConfig {
     pub fn check_spec(spec: &SinkSpec) -> Result<SinkConfig, ConfigErrors> {
         match spec.kind.as_str() {
             "blackhole" => typed::<BlackholeConfig>(spec, &[]).map(SinkConfig::Blackhole),
+            "elasticsearch" => typed::<ElasticsearchConfig>(spec, ElasticsearchConfig::EXAMPLES)
+                .and_then(|c| {
+                    ConfigErrors(c.check(spec)).into_result(SinkConfig::Elasticsearch(c))
+                }),
             "file" => typed::<FileConfig>(spec, FileConfig::EXAMPLES)
                 .and_then(|c| ConfigErrors(c.check(spec)).into_result(SinkConfig::File(c))),
             "jetstream" => typed::<JetStreamConfig>(spec, JetStreamConfig::EXAMPLES)
                 .and_then(|c| ConfigErrors(c.check(spec)).into_result(SinkConfig::JetStream(c))),
+            "kafka" => typed::<KafkaConfig>(spec, KafkaConfig::EXAMPLES)
+                .and_then(|c| ConfigErrors(c.check(spec)).into_result(SinkConfig::Kafka(c))),
+            "plugin" => typed::<PluginConfig>(spec, PluginConfig::EXAMPLES)
+                .and_then(|c| ConfigErrors(c.check(spec)).into_result(SinkConfig::Plugin(c))),
             other => {
                 let known = SINK_TYPES.join(", ");
                 let hint = match did_you_mean(other, SINK_TYPES) {
@@ -65,8 +89,11 @@ impl SinkConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::Blackhole(_) => "blackhole",
+            SinkConfig::Elasticsearch(_) => "elasticsearch",
             SinkConfig::File(_) => "file",
             SinkConfig::JetStream(_) => "jetstream",
+            SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::Plugin(_) => "plugin",
         }
     }
 
@@ -74,8 +101,12 @@ impl SinkConfig {
     pub fn encoding(&self) -> Option<Encoding> {
         match self {
             SinkConfig::Blackhole(_) => None,
+            // Documents have their own shape (the model), not an encoding.
+            SinkConfig::Elasticsearch(_) => None,
             SinkConfig::File(c) => Some(c.encoding),
             SinkConfig::JetStream(c) => Some(c.encoding),
+            SinkConfig::Kafka(c) => Some(c.encoding),
+            SinkConfig::Plugin(c) => Some(c.encoding),
         }
     }
 }
@@ -130,6 +161,24 @@ fn finish(
     }
 }
 
+/// Loads every plugin sink's library in `config` and asks the plugin whether it
+/// accepts its config, as `coro validate` does (this runs plugin code, which typing
+/// alone never does). Every problem, at the line of the key it is about.
+pub fn check_plugins(config: &AdaptersConfig) -> Result<(), ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    for adapter in &config.adapters {
+        for spec in adapter.sinks.iter().chain(adapter.dead_letter.as_ref()) {
+            if let Ok(SinkConfig::Plugin(plugin)) = SinkConfig::check_spec(spec) {
+                if let Err(e) = crate::plugin::check(&plugin) {
+                    errors.push(spec.error(e.key(), e.to_string()));
+                }
+            }
+        }
+    }
+    errors.sort();
+    errors.into_result(())
+}
+
 /// The typed sinks of one adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterSinks {
@@ -161,6 +210,7 @@ pub fn check_sinks(config: &AdaptersConfig) -> Result<Vec<AdapterSinks>, ConfigE
             .dead_letter
             .as_ref()
             .and_then(|s| typed(s, &mut errors));
+        errors.extend(crate::kafka::config::check_timeouts(adapter));
         out.push(AdapterSinks { sinks, dead_letter });
     }
     errors.into_result(out)
@@ -211,12 +261,13 @@ mod tests {
         assert_eq!(
             error("type = \"fiel\""),
             "adapters.toml:8:1: adapter \"a\": sink \"fiel\": type: unknown sink type `fiel`; \
-             did you mean `file`? known types: blackhole, file, jetstream"
+             did you mean `file`? known types: blackhole, elasticsearch, file, jetstream, kafka, \
+             plugin"
         );
         assert_eq!(
-            error("type = \"kafka\""),
-            "adapters.toml:8:1: adapter \"a\": sink \"kafka\": type: unknown sink type `kafka`; \
-             known types: blackhole, file, jetstream"
+            error("type = \"kinesis\""),
+            "adapters.toml:8:1: adapter \"a\": sink \"kinesis\": type: unknown sink type `kinesis`; \
+             known types: blackhole, elasticsearch, file, jetstream, kafka, plugin"
         );
     }
 

@@ -12,9 +12,12 @@ use coro_core::pipeline::{self, PipelineSettings};
 use coro_core::sink::{Batch, Outcome, SinkError};
 use coro_sinks::blackhole::BlackholeSink;
 use coro_sinks::config::{AdapterSinks, SinkConfig};
+use coro_sinks::elasticsearch::{ElasticsearchMetrics, ElasticsearchSink};
 use coro_sinks::encoding::Encoding;
 use coro_sinks::file::FileSink;
 use coro_sinks::jetstream::JetStreamSink;
+use coro_sinks::kafka::{KafkaMetrics, KafkaSink};
+use coro_sinks::plugin::PluginSink;
 use metrics::AdapterMetrics;
 use route::Route;
 use std::sync::Arc;
@@ -64,6 +67,12 @@ pub struct Adapters {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     connections: Vec<async_nats::Client>,
+    /// The Elasticsearch sinks' metric families, registered once for all of them.
+    elasticsearch: ElasticsearchMetrics,
+    /// The Kafka sinks' metric families, registered once for all of them.
+    kafka: KafkaMetrics,
+    /// Every Kafka sink, to flush on shutdown what librdkafka still holds.
+    kafka_sinks: Vec<KafkaSink>,
 }
 
 impl Adapters {
@@ -83,6 +92,9 @@ impl Adapters {
             stop,
             tasks: Vec::new(),
             connections: Vec::new(),
+            elasticsearch: ElasticsearchMetrics::register(registry)?,
+            kafka: KafkaMetrics::register(registry)?,
+            kafka_sinks: Vec::new(),
         };
         for (adapter, typed) in config.adapters.iter().zip(sinks) {
             running
@@ -203,6 +215,15 @@ impl Adapters {
         };
         Ok(match config {
             SinkConfig::Blackhole(_) => BoxCloneSyncService::new(BlackholeSink::new()),
+            SinkConfig::Elasticsearch(es) => {
+                // Documents have their own shape (the model); `encoding` does not apply.
+                let metrics = self.elasticsearch.for_sink(adapter, sink);
+                BoxCloneSyncService::new(
+                    ElasticsearchSink::connect(es, metrics)
+                        .await
+                        .map_err(|e| error(e.to_string()))?,
+                )
+            }
             SinkConfig::File(mut file) => {
                 if let Some(encoding) = encoding {
                     file.encoding = encoding;
@@ -216,6 +237,33 @@ impl Adapters {
                 let name = format!("{adapter}_{sink}");
                 let client = self.connect(adapter, &js.servers, &name, None).await?;
                 BoxCloneSyncService::new(JetStreamSink::with_client(client, js))
+            }
+            SinkConfig::Kafka(mut kafka) => {
+                if let Some(encoding) = encoding {
+                    kafka.encoding = encoding;
+                }
+                // Only the dead letter overrides the encoding; label it as the
+                // pipeline metrics do, so it never adds to a sink of the same name.
+                let label = match encoding {
+                    Some(_) => format!("dead_letter/{sink}"),
+                    None => sink.to_string(),
+                };
+                let metrics = self.kafka.for_sink(adapter, &label);
+                let client = format!("coro.{adapter}.{sink}");
+                let service = KafkaSink::with_metrics(kafka, &client, metrics)
+                    .map_err(|e| error(e.to_string()))?;
+                self.kafka_sinks.push(service.clone());
+                BoxCloneSyncService::new(service)
+            }
+            SinkConfig::Plugin(mut plugin) => {
+                if let Some(encoding) = encoding {
+                    plugin.encoding = encoding;
+                }
+                BoxCloneSyncService::new(
+                    PluginSink::open(plugin)
+                        .await
+                        .map_err(|e| error(e.to_string()))?,
+                )
             }
         })
     }
@@ -271,6 +319,7 @@ impl Adapters {
     pub fn readiness(&self) -> Readiness {
         Readiness {
             connections: self.connections.clone(),
+            checks: Vec::new(),
         }
     }
 
@@ -278,8 +327,19 @@ impl Adapters {
     /// delivered and acknowledged. Returns whether everything finished in time.
     pub async fn shutdown(self, deadline: Duration) -> bool {
         let _ = self.stop.send(true);
+        let started = tokio::time::Instant::now();
         let all = futures::future::join_all(self.tasks);
-        let finished = tokio::time::timeout(deadline, all).await.is_ok();
+        let mut finished = tokio::time::timeout(deadline, all).await.is_ok();
+        // Kafka: what librdkafka still holds gets the rest of the deadline to be
+        // delivered; dropping a producer purges its queue.
+        let rest = deadline.saturating_sub(started.elapsed());
+        let flushes = self.kafka_sinks.iter().map(|sink| sink.flush(rest));
+        for result in futures::future::join_all(flushes).await {
+            if let Err(e) = result {
+                tracing::warn!("kafka: records left undelivered at shutdown: {e}");
+                finished = false;
+            }
+        }
         for client in &self.connections {
             // Flush acks and publishes still buffered in the client.
             let _ = client.flush().await;
@@ -288,18 +348,31 @@ impl Adapters {
     }
 }
 
-/// Answers whether the adapters' connections are up; clone freely.
-#[derive(Clone)]
+/// Answers whether the adapters' connections are up, and whatever else was added with
+/// [`and`](Self::and); clone freely. The default has nothing to wait for: it is ready.
+#[derive(Clone, Default)]
 pub struct Readiness {
     connections: Vec<async_nats::Client>,
+    checks: Vec<ReadyCheck>,
 }
 
+/// One more thing that must hold to be ready.
+type ReadyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
 impl Readiness {
-    /// Whether every NATS connection is up.
+    /// Whether every NATS connection is up and every added check holds.
     pub fn ready(&self) -> bool {
         self.connections
             .iter()
             .all(|c| c.connection_state() == async_nats::connection::State::Connected)
+            && self.checks.iter().all(|check| check())
+    }
+
+    /// Ready only when `check` holds too (e.g. the network broker's nats-server runs).
+    /// It is called on every `/readyz`, so it must be cheap and not block.
+    pub fn and(mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> Readiness {
+        self.checks.push(Arc::new(check));
+        self
     }
 }
 

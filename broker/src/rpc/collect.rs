@@ -189,7 +189,7 @@ pub async fn collect(
 
 /// Splits an RPC reply body into status code, message and data; anything else
 /// becomes the data as it is.
-fn parse_body(body: &[u8]) -> (Option<i64>, String, serde_json::Value) {
+pub fn parse_body(body: &[u8]) -> (Option<i64>, String, serde_json::Value) {
     use serde_json::Value;
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(mut map)) if map.contains_key("statuscode") => {
