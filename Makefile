@@ -28,7 +28,7 @@ lint:
 
 # Real servers (nats-server with JetStream) start once for the whole run, on loopback.
 unit:
-	scripts/with-servers.sh scripts/test-summary.sh $(CARGO) test --workspace --locked
+	scripts/with-servers.sh scripts/test-summary.sh $(CARGO) test --workspace --locked --no-fail-fast
 
 ## bench: the benchmarks (ratios against the raw parser, client and server in one run)
 bench: setup
@@ -40,6 +40,7 @@ bench: setup
 	scripts/with-servers.sh $(CARGO) bench --bench fleet --locked
 	scripts/with-servers.sh $(CARGO) bench --bench elasticsearch --locked
 	scripts/with-servers.sh $(CARGO) bench --bench federation --locked
+	scripts/with-servers.sh $(CARGO) bench --bench kinesis_pubsub --locked
 
 ## fuzz: run the decoder fuzz target (FUZZ_SECONDS=600 by default; not part of `make test`)
 fuzz:

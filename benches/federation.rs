@@ -16,7 +16,10 @@
 //! The publisher keeps at most `WINDOW` messages between publishing and arrival, so
 //! nothing is dropped on either path and the figure is what each forwards, not what a
 //! publisher manages to push. Each measurement runs `ROUNDS` times, alternating; the
-//! best of each is reported. `CORO_BENCH_MESSAGES` changes the message count.
+//! round with the median ratio is reported per direction, with the CPU time per message
+//! of this process (publisher, counter, and relay or broker: the difference is the
+//! broker's own cost) and of the two nats-servers. `CORO_BENCH_MESSAGES` changes the
+//! message count.
 
 use coro_broker::federation::{FederationBroker, FederationConfig};
 use coro_core::protocol::{Transport, Version};
@@ -34,7 +37,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MESSAGES: usize = 100_000;
 /// Messages published and not yet arrived, at most.
 const WINDOW: usize = 2_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const CLUSTER: &str = "bench";
 
 /// A nats-server of the benchmark's own, killed when dropped.
@@ -69,7 +72,7 @@ impl Nats {
             assert!(Instant::now() < deadline, "nats-server not ready");
             std::thread::sleep(Duration::from_millis(20));
         }
-        PIDS.lock().unwrap().push(child.id());
+        SERVERS.lock().unwrap().push(child.id());
         Nats {
             child,
             port,
@@ -107,24 +110,46 @@ struct Path<'a> {
     arrives: &'a str,
 }
 
-/// Messages per second from the first publish to the last arrival, keeping at most
-/// [`WINDOW`] in flight.
+/// CPU time (user + system) of process `pid` so far, in clock ticks (1/100 s).
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    // Fields after the command name: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
 }
-static PIDS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-async fn measure(path: &Path<'_>, payload: &bytes::Bytes, messages: usize) -> f64 {
-    let pids: Vec<u32> = std::iter::once(std::process::id()).chain(PIDS.lock().unwrap().iter().copied()).collect();
+/// The nats-servers' PIDs, for their CPU time.
+static SERVERS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// One measurement: messages per second, and CPU µs per message of this process
+/// (publisher, counter, and the relay or the broker) and of each nats-server.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    rate: f64,
+    cpu_us: [f64; 3],
+}
+
+/// Messages per second from the first publish to the last arrival, keeping at most
+/// [`WINDOW`] in flight, with the CPU each process spent on them.
+async fn measure(path: &Path<'_>, payload: &bytes::Bytes, messages: usize) -> Measured {
+    let pids: Vec<u32> = std::iter::once(std::process::id())
+        .chain(SERVERS.lock().unwrap().iter().copied())
+        .collect();
     let before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
-    let r = measure_inner(path, payload, messages).await;
-    let after: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
-    let us: Vec<f64> = before.iter().zip(&after).map(|(b, a)| (a - b) as f64 * 10_000.0 / messages as f64).collect();
-    println!("  {:.0}/s cpu µs/msg: bench {:.1} fed-nats {:.1} coll-nats {:.1}", r, us[0], us[1], us[2]);
-    r
+    let rate = measure_inner(path, payload, messages).await;
+    let mut cpu_us = [0.0; 3];
+    for (i, pid) in pids.iter().enumerate().take(3) {
+        let ticks = cpu_ticks(*pid).saturating_sub(before[i]);
+        cpu_us[i] = ticks as f64 * 10_000.0 / messages as f64;
+    }
+    Measured { rate, cpu_us }
 }
 
 async fn measure_inner(path: &Path<'_>, payload: &bytes::Bytes, messages: usize) -> f64 {
@@ -238,7 +263,7 @@ async fn main() {
         arrives: &reply_to,
     };
 
-    let mut best = [0f64; 4];
+    let mut rounds = Vec::new();
     for round in 0..ROUNDS {
         // Raw relays, one per direction.
         let up = relay(
@@ -262,19 +287,16 @@ async fn main() {
         // Their subscriptions go with them before the broker subscribes.
         tokio::time::sleep(Duration::from_millis(200)).await;
 
+        // Coro's defaults, but no request rate limit (it would cap the figure).
         let mut cfg = FederationConfig::new(CLUSTER, vec![fed.url()], vec![coll.url()]);
         cfg.identity = "fb1.example.net".into();
         cfg.hardening.request_rate = None;
-        if let Some(c) = std::env::var("CORO_BENCH_CONNECTIONS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
+        // Experiments: CORO_BENCH_WORKERS, CORO_BENCH_CONNECTIONS.
+        let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+        if let Some(c) = env("CORO_BENCH_CONNECTIONS") {
             cfg.connections = c;
         }
-        if let Some(w) = std::env::var("CORO_BENCH_WORKERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
+        if let Some(w) = env("CORO_BENCH_WORKERS") {
             cfg.workers = w;
         }
         let broker = FederationBroker::start(cfg, &prometheus::Registry::new())
@@ -284,30 +306,46 @@ async fn main() {
         let fed_rep = measure(&replies, &reply, messages).await;
         broker.shutdown().await;
         println!(
-            "round {}: requests raw {raw_req:.0}/s broker {fed_req:.0}/s ({:.2}x); replies raw {raw_rep:.0}/s broker {fed_rep:.0}/s ({:.2}x)",
+            "round {}: requests raw {:.0}/s broker {:.0}/s ({:.2}x); replies raw {:.0}/s broker {:.0}/s ({:.2}x)",
             round + 1,
-            fed_req / raw_req,
-            fed_rep / raw_rep
+            raw_req.rate,
+            fed_req.rate,
+            fed_req.rate / raw_req.rate,
+            raw_rep.rate,
+            fed_rep.rate,
+            fed_rep.rate / raw_rep.rate,
         );
-        for (b, v) in best.iter_mut().zip([raw_req, fed_req, raw_rep, fed_rep]) {
-            *b = b.max(v);
-        }
+        rounds.push([raw_req, fed_req, raw_rep, fed_rep]);
     }
-    let [raw_req, fed_req, raw_rep, fed_rep] = best;
+    // The median round by ratio, for each direction.
+    let median = |raw: usize, fed: usize| {
+        let mut by_ratio: Vec<[Measured; 4]> = rounds.clone();
+        by_ratio
+            .sort_by(|a, b| (a[fed].rate / a[raw].rate).total_cmp(&(b[fed].rate / b[raw].rate)));
+        let r = by_ratio[by_ratio.len() / 2];
+        (r[raw], r[fed])
+    };
+    let row = |what: &str, m: &Measured, ratio: Option<f64>| {
+        let ratio = ratio.map_or("1.00x".to_string(), |r| {
+            format!("**{r:.2}x** (goal ≥ 0.80x)")
+        });
+        println!(
+            "| {what} | {:.0} | {ratio} | {:.1} | {:.1} + {:.1} |",
+            m.rate, m.cpu_us[0], m.cpu_us[1], m.cpu_us[2]
+        );
+    };
     println!();
-    println!("federation: {messages} messages per measurement, at most {WINDOW} in flight, best of {ROUNDS}");
-    println!("| what | msgs/s | ratio |");
-    println!("|---|---:|---:|");
-    println!("| requests, raw async-nats relay | {raw_req:.0} | 1.00x |");
     println!(
-        "| requests, federation broker ({} B) | {fed_req:.0} | **{:.2}x** (goal ≥ 0.80x) |",
-        request.len(),
-        fed_req / raw_req
+        "federation: {messages} messages per measurement, at most {WINDOW} in flight, median of {ROUNDS} rounds"
     );
-    println!("| replies, raw async-nats relay | {raw_rep:.0} | 1.00x |");
-    println!(
-        "| replies, federation broker ({} B) | {fed_rep:.0} | **{:.2}x** (goal ≥ 0.80x) |",
-        reply.len(),
-        fed_rep / raw_rep
-    );
+    println!("| what | msgs/s | ratio | CPU µs/msg, bench process | CPU µs/msg, nats-servers |");
+    println!("|---|---:|---:|---:|---:|");
+    let (raw, fed) = median(0, 1);
+    row("requests, raw async-nats relay", &raw, None);
+    let what = format!("requests, federation broker ({} B)", request.len());
+    row(&what, &fed, Some(fed.rate / raw.rate));
+    let (raw, fed) = median(2, 3);
+    row("replies, raw async-nats relay", &raw, None);
+    let what = format!("replies, federation broker ({} B)", reply.len());
+    row(&what, &fed, Some(fed.rate / raw.rate));
 }

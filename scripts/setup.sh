@@ -35,3 +35,13 @@ scripts/install-kafka.sh >/dev/null
 
 # noida-db, an Elasticsearch-API server for the Elasticsearch tests (PyPI, one binary).
 scripts/install-es.sh >/dev/null
+
+# moto_server and kinesis-mock for the Kinesis tests (PyPI, npm).
+scripts/install-kinesis.sh >/dev/null
+
+# The Pub/Sub emulator ships only in Google's Cloud SDK apt source, which may not be
+# reachable: check it is there.
+if [ ! -x /usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator ]; then
+  echo "setup: the Pub/Sub emulator is missing: install the Debian package google-cloud-cli-pubsub-emulator (Google's Cloud SDK apt source)" >&2
+  exit 1
+fi

@@ -10,6 +10,11 @@
 # host:port) and CORO_KAFKA_SERVER (its binary, for tests that stop and restart one).
 # Exports CORO_TEST_ES_URL (noida-db, an Elasticsearch-API server, fresh data dir) and
 # CORO_ES_SERVER (its binary, for tests that stop and restart one).
+# Exports CORO_TEST_KINESIS_ENDPOINT (moto_server, Kinesis API, as http://host:port) and
+# CORO_KINESIS_SERVER (its binary), with dummy AWS credentials and region for it, and
+# CORO_KINESIS_MOCK (kinesis-mock's package dir, for the test that restarts a server).
+# Exports CORO_TEST_PUBSUB_EMULATOR_HOST (the official Pub/Sub emulator, host:port) and
+# CORO_PUBSUB_EMULATOR (its launcher, for tests that stop and restart one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +27,20 @@ kafka_bin="$(scripts/install-kafka.sh)" || {
   echo "with-servers: no Kafka-API broker: run scripts/install-kafka.sh (or make setup)" >&2
   exit 1
 }
+kinesis_bin="$(scripts/install-kinesis.sh)" || {
+  echo "with-servers: no Kinesis server: run scripts/install-kinesis.sh (or make setup)" >&2
+  exit 1
+}
+pubsub_bin=/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
+if [ -n "${CORO_PUBSUB_EMULATOR:-}" ]; then pubsub_bin="$CORO_PUBSUB_EMULATOR"; fi
+if [ ! -x "$pubsub_bin" ]; then
+  echo "with-servers: the Pub/Sub emulator is missing ($pubsub_bin): install the Debian package google-cloud-cli-pubsub-emulator (from Google's Cloud SDK apt source; it needs Java)" >&2
+  exit 1
+fi
+if ! command -v java >/dev/null 2>&1; then
+  echo "with-servers: the Pub/Sub emulator needs Java: apt-get install default-jre-headless" >&2
+  exit 1
+fi
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/coro-servers.XXXXXX")"
 pids=()
 
@@ -29,6 +48,9 @@ cleanup() {
   for pid in "${pids[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
+  # The Pub/Sub emulator runs in a process group of its own (its launcher script
+  # starts the JVM); end the whole group so no JVM is left behind.
+  if [ -n "${pubsub_pgid:-}" ]; then kill -TERM -- "-$pubsub_pgid" 2>/dev/null || true; fi
   for pid in "${pids[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
@@ -105,4 +127,52 @@ es_ready || { echo "with-servers: noida-db not ready after 10s" >&2; cat "$run_d
 echo "with-servers: noida-db (Elasticsearch API $(es_get / | python3 -c 'import json, sys; print(json.load(sys.stdin)["version"]["number"])')) on 127.0.0.1:$es_port (pid $es_pid)"
 export CORO_TEST_ES_URL="http://127.0.0.1:$es_port"
 export CORO_ES_SERVER="$es_bin"
+
+# moto_server (Kinesis API), in memory.
+kinesis_port="$(free_port)"
+"$kinesis_bin" -H 127.0.0.1 -p "$kinesis_port" >"$run_dir/moto.log" 2>&1 &
+kinesis_pid=$!
+pids+=("$kinesis_pid")
+kinesis_ready() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$kinesis_port/moto-api/" 2>/dev/null; }
+for _ in $(seq 1 300); do
+  kinesis_ready && break
+  if ! kill -0 "$kinesis_pid" 2>/dev/null; then
+    echo "with-servers: moto_server exited at start:" >&2
+    cat "$run_dir/moto.log" >&2
+    exit 1
+  fi
+  sleep 0.05
+done
+kinesis_ready || { echo "with-servers: moto_server not ready after 15s" >&2; cat "$run_dir/moto.log" >&2; exit 1; }
+echo "with-servers: moto_server (Kinesis API) on 127.0.0.1:$kinesis_port (pid $kinesis_pid)"
+export CORO_TEST_KINESIS_ENDPOINT="http://127.0.0.1:$kinesis_port"
+export CORO_KINESIS_SERVER="$kinesis_bin"
+# kinesis-mock (npm kinesis-local), for the test that stops and restarts a server: it
+# creates its streams at start (INITIALIZE_STREAMS), which moto cannot.
+kmock="${CORO_TOOLS:-$HOME/.cache/coro-tools}/kinesis-npm/node_modules/kinesis-local"
+if [ -f "$kmock/main.js" ]; then export CORO_KINESIS_MOCK="$kmock"; fi
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_EC2_METADATA_DISABLED=true
+
+# The Pub/Sub emulator (a JVM), in memory, in a process group of its own (setsid) so
+# cleanup can end the launcher and its JVM together.
+pubsub_port="$(free_port)"
+setsid "$pubsub_bin" --host=127.0.0.1 --port="$pubsub_port" >"$run_dir/pubsub.log" 2>&1 &
+pubsub_pid=$!
+pubsub_pgid=$pubsub_pid
+pids+=("$pubsub_pid")
+pubsub_ready() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$pubsub_port/" 2>/dev/null; }
+for _ in $(seq 1 600); do
+  pubsub_ready && break
+  if ! kill -0 "$pubsub_pid" 2>/dev/null; then
+    echo "with-servers: the Pub/Sub emulator exited at start:" >&2
+    cat "$run_dir/pubsub.log" >&2
+    exit 1
+  fi
+  sleep 0.05
+done
+pubsub_ready || { echo "with-servers: the Pub/Sub emulator not ready after 30s" >&2; cat "$run_dir/pubsub.log" >&2; exit 1; }
+echo "with-servers: Pub/Sub emulator on 127.0.0.1:$pubsub_port (pid $pubsub_pid)"
+export CORO_TEST_PUBSUB_EMULATOR_HOST="127.0.0.1:$pubsub_port"
+export CORO_PUBSUB_EMULATOR="$pubsub_bin"
 "$@"

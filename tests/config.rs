@@ -234,7 +234,7 @@ fn unknown_values_suggest_the_closest() {
         [
             "adapters.toml:10:1: adapter \"registration\": sink \"jetstraem\": type: unknown sink type \
              `jetstraem`; did you mean `jetstream`? known types: blackhole, elasticsearch, file, \
-             jetstream, kafka, plugin"
+             jetstream, kafka, kinesis, plugin, pubsub"
         ]
     );
     assert_eq!(

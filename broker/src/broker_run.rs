@@ -6,9 +6,12 @@
 //! * The data adapters run when `plugin.choria.adapters` lists some (with their
 //!   `plugin.choria.adapter.<name>.*` keys, PROTOCOL.md §5.2), and those of an
 //!   `adapters.toml` given with `--adapters`. Adapter names must be unique across both.
-//! * Nothing enabled is an error, as in Choria. So is `plugin.choria.broker_federation
-//!   = true`: Coro has no federation broker yet, and a config Coro cannot honour is
-//!   refused, never silently ignored.
+//! * The federation broker (see [`crate::federation`]) runs when
+//!   `plugin.choria.broker_federation = true`: cluster `plugin.choria.federation.cluster`
+//!   between `plugin.choria.federation_middleware_hosts` and the collective's
+//!   `plugin.choria.middleware_hosts` (unset: the embedded network broker when one
+//!   runs).
+//! * Nothing enabled is an error, as in Choria.
 //!
 //! Adapters of `broker.conf` whose servers are Choria's default (no
 //! `plugin.choria.middleware_hosts`, no `.stream.servers`) connect to the embedded
@@ -16,8 +19,9 @@
 //!
 //! One HTTP server serves `/metrics` (the adapter metrics, `choria_network_*` and
 //! `choria_build_info` on one registry), `/choria/`, the forwarded NATS monitoring paths
-//! (`/varz`, `/connz`, ...), `/healthz` and `/readyz` (ready when nats-server runs and
-//! every adapter connection is up). It listens on `plugin.choria.stats_address` and
+//! (`/varz`, `/connz`, ...), `/healthz` (fails, naming the side, while a federation
+//! broker connection is down) and `/readyz` (ready when nats-server runs and every
+//! adapter and federation connection is up). It listens on `plugin.choria.stats_address` and
 //! `plugin.choria.stats_port`; without a stats port, on the `[http] listen` of the
 //! `--adapters` file, else on `127.0.0.1:8222`. The stats port wins over an
 //! `adapters.toml` `listen` (a warning says so): there is one listener, and a stats port
@@ -45,6 +49,7 @@
 //! ```
 
 use crate::adapters::{self, Adapters, Readiness};
+use crate::federation::{FederationBroker, FederationConfig, FederationError};
 use crate::http;
 use crate::network::config::parse_bool;
 use crate::network::{find_nats_server, ChoriaInfo, NetworkBroker, NetworkConfig, NetworkError};
@@ -90,6 +95,9 @@ pub enum DaemonError {
     /// An adapter did not start.
     #[error(transparent)]
     Adapters(adapters::StartError),
+    /// The federation broker did not start.
+    #[error(transparent)]
+    Federation(FederationError),
     /// The async runtime could not be built.
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
@@ -113,6 +121,8 @@ impl DaemonError {
             },
             DaemonError::Adapters(adapters::StartError::Metrics(_)) => EX_SOFTWARE,
             DaemonError::Adapters(_) => EX_UNAVAILABLE,
+            DaemonError::Federation(FederationError::Metrics(_)) => EX_SOFTWARE,
+            DaemonError::Federation(_) => EX_UNAVAILABLE,
             DaemonError::Runtime(_) => EX_SOFTWARE,
         }
     }
@@ -150,6 +160,11 @@ pub struct DaemonConfig {
     pub file: PathBuf,
     /// The network broker, when `plugin.choria.broker_network = true`.
     pub network: Option<NetworkConfig>,
+    /// The federation broker, when `plugin.choria.broker_federation = true`.
+    pub federation: Option<FederationConfig>,
+    /// The federation broker's collective side is the embedded network broker
+    /// (`plugin.choria.middleware_hosts` is not set and the network broker runs).
+    federation_embedded: bool,
     /// Every adapter: `broker.conf`'s, then the `--adapters` file's. Its `http` is what
     /// the daemon uses: `listen` as described in the module docs; `identity` (the
     /// adapter metrics' label) from `broker.conf` when it sets one, else from the
@@ -229,30 +244,15 @@ impl DaemonConfig {
         let choria = ChoriaConfig::parse(path, text);
         let mut errors = ConfigErrors::default();
 
-        if let Some(e) = choria.entry(BROKER_FEDERATION) {
-            match parse_bool(&e.value) {
-                Some(false) => {}
-                Some(true) => errors.push(
-                    ConfigError::at(
-                        &e.location,
-                        BROKER_FEDERATION,
-                        "the federation broker is not implemented in Coro yet",
-                    )
-                    .with_hint(format!(
-                        "remove the key or set {BROKER_FEDERATION} = false, and keep the Go \
-                         broker for federation"
-                    )),
-                ),
-                None => errors.push(
-                    ConfigError::at(
-                        &e.location,
-                        BROKER_FEDERATION,
-                        format!("`{}` is not a boolean", e.value),
-                    )
-                    .with_hint(format!("write {BROKER_FEDERATION} = false")),
-                ),
+        let federation = match FederationConfig::from_choria(&choria) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.extend(e);
+                None
             }
-        }
+        };
+        // Asked for, even when its other keys are wrong: not "nothing to run".
+        let federation_on = choria.get(BROKER_FEDERATION).and_then(parse_bool) == Some(true);
 
         // `None` inside: the network broker is off; the outer `None`: it is not known.
         let network = match NetworkConfig::from_choria(&choria) {
@@ -283,7 +283,10 @@ impl DaemonConfig {
             None => (None, None),
         };
 
-        if matches!(network, Some(None)) && choria.entry(ADAPTERS).is_none() && extra_path.is_none()
+        if matches!(network, Some(None))
+            && !federation_on
+            && choria.entry(ADAPTERS).is_none()
+            && extra_path.is_none()
         {
             let message = format!("is not true and {ADAPTERS} is not set: nothing to run");
             let error = match choria.entry(BROKER_NETWORK) {
@@ -412,10 +415,15 @@ impl DaemonConfig {
             }
         }
 
+        let federation_embedded = federation.is_some()
+            && running_network.is_some()
+            && choria.entry(MIDDLEWARE_HOSTS).is_none();
         let errors = dedup(errors);
         errors.into_result(DaemonConfig {
             file: path.to_path_buf(),
             network: network.flatten(),
+            federation,
+            federation_embedded,
             adapters,
             sinks,
             nats_server: None,
@@ -494,6 +502,32 @@ impl DaemonConfig {
             n.identity,
             parts.join(", "),
             self.adapters.http.listen
+        ))
+    }
+
+    /// One line describing the federation broker, for `coro validate`; `None` when it
+    /// is off. E.g. `federation broker: cluster london, federation
+    /// [nats://fed1:4222], collective [nats://localhost:4222], 10 workers, hardening on`.
+    pub fn federation_summary(&self) -> Option<String> {
+        let f = self.federation.as_ref()?;
+        let collective = if self.federation_embedded {
+            "the network broker".to_string()
+        } else {
+            format!("{:?}", f.collective_servers)
+        };
+        let h = &f.hardening;
+        let hardening = if *h == crate::federation::Hardening::off() {
+            "hardening off (as Go)"
+        } else {
+            "hardening on"
+        };
+        Some(format!(
+            "federation broker: cluster {}, federation {:?}, collective {collective}, {} \
+             workers, {hardening}{}",
+            f.cluster,
+            f.federation_servers,
+            f.workers,
+            if f.tls.is_some() { ", TLS" } else { "" }
         ))
     }
 
@@ -693,11 +727,13 @@ fn dedup(errors: ConfigErrors) -> ConfigErrors {
         .into()
 }
 
-/// The running daemon: the network broker, the adapters and the HTTP server.
+/// The running daemon: the network broker, the federation broker, the adapters and the
+/// HTTP server.
 pub struct Daemon {
     http_addr: SocketAddr,
     registry: prometheus::Registry,
     network: Option<NetworkBroker>,
+    federation: Option<FederationBroker>,
     adapters: Option<Adapters>,
     stop_http: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
@@ -744,6 +780,29 @@ impl Daemon {
         };
         warn_no_jetstream(&config);
 
+        let federation = match config.federation.clone() {
+            Some(mut fed) => {
+                if let (true, Some(n)) = (config.federation_embedded, &network) {
+                    tracing::info!(
+                        url = n.client_url(),
+                        "the federation broker's collective side is the network broker \
+                         ({MIDDLEWARE_HOSTS} is not set)"
+                    );
+                    fed.collective_servers = vec![n.client_url().to_string()];
+                }
+                match FederationBroker::start(fed, &registry).await {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        if let Some(n) = network {
+                            n.shutdown().await;
+                        }
+                        return Err(DaemonError::Federation(e));
+                    }
+                }
+            }
+            None => None,
+        };
+
         let (choria, proxy) = match &network {
             Some(n) => (n.choria_info(), Some(n.monitor_proxy())),
             None => (
@@ -778,6 +837,9 @@ impl Daemon {
                 Err(e) => {
                     let _ = stop_http.send(true);
                     let _ = server.await;
+                    if let Some(f) = federation {
+                        f.shutdown().await;
+                    }
                     if let Some(n) = network {
                         n.shutdown().await;
                     }
@@ -792,12 +854,25 @@ impl Daemon {
             // nats-server runs (the PID is 0 while it is being restarted).
             ready = ready.and(move || pid.load(Ordering::SeqCst) != 0);
         }
+        if let Some(f) = &federation {
+            // Ready with every connection up; unhealthy, naming the side, without.
+            let (r, h) = (f.readiness(), f.readiness());
+            ready = ready.and(move || r.ready()).and_healthy(move || {
+                let health = h.health();
+                if health.ok() {
+                    Ok(())
+                } else {
+                    Err(health.to_string())
+                }
+            });
+        }
         let _ = set_readiness.send(Some(ready));
 
         Ok(Daemon {
             http_addr,
             registry,
             network,
+            federation,
             adapters,
             stop_http,
             http: server,
@@ -820,10 +895,19 @@ impl Daemon {
         self.network.as_ref()
     }
 
+    /// The federation broker, when it runs.
+    pub fn federation(&self) -> Option<&FederationBroker> {
+        self.federation.as_ref()
+    }
+
     /// Drains the adapters (in-flight batches get the drain timeout), stops nats-server
     /// and then the HTTP server. Returns whether the adapters drained in time.
     pub async fn shutdown(self) -> bool {
         let mut clean = true;
+        if let Some(federation) = self.federation {
+            // Stops taking requests and replies, forwards what it holds.
+            federation.shutdown().await;
+        }
         if let Some(adapters) = self.adapters {
             tracing::info!(drain_timeout = ?self.drain_timeout, "draining the adapters");
             clean = adapters.shutdown(self.drain_timeout).await;
@@ -981,19 +1065,39 @@ mod tests {
     }
 
     #[test]
-    fn broker_run_federation_is_refused() {
+    fn broker_run_federation_is_read() {
+        // The federation side must be named; nothing else is needed to run.
         assert_eq!(
-            errors("plugin.choria.broker_network = true\nplugin.choria.broker_federation = true\n"),
+            errors("plugin.choria.broker_federation = true\n"),
             [
-                "broker.conf:2:1: plugin.choria.broker_federation: the federation broker is not \
-              implemented in Coro yet; remove the key or set plugin.choria.broker_federation = \
-              false, and keep the Go broker for federation"
+                "broker.conf:1:1: plugin.choria.federation_middleware_hosts: missing: the \
+                 federation broker needs its federation side; Coro does not look it up in SRV \
+                 records (_mcollective-federation_server._tcp); write e.g. \
+                 plugin.choria.federation_middleware_hosts = nats://fed1.example.net:4222, \
+                 nats://fed2.example.net:4222"
             ]
         );
+        let c = parse(
+            "plugin.choria.broker_federation = true\n\
+             plugin.choria.federation_middleware_hosts = fed1:4222\n",
+        )
+        .unwrap();
+        let fed = c.federation.as_ref().unwrap();
+        assert_eq!(fed.federation_servers, ["nats://fed1:4222"]);
+        assert!(!c.federation_embedded);
+        // With the network broker and no middleware_hosts, the collective side is it.
+        let c = parse(
+            "plugin.choria.broker_network = true\nplugin.choria.broker_federation = true\n\
+             plugin.choria.federation_middleware_hosts = fed1:4222\n",
+        )
+        .unwrap();
+        assert!(c.federation_embedded);
         assert!(parse(
             "plugin.choria.broker_network = true\nplugin.choria.broker_federation = no\n"
         )
-        .is_ok());
+        .unwrap()
+        .federation
+        .is_none());
     }
 
     #[test]

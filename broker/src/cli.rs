@@ -69,7 +69,8 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum BrokerCommand {
     /// Run the broker of a Choria config until SIGTERM or SIGINT, like `choria broker
-    /// run`: the network broker (plugin.choria.broker_network = true) and the adapters
+    /// run`: the network broker (plugin.choria.broker_network = true), the federation
+    /// broker (plugin.choria.broker_federation = true) and the adapters
     /// (plugin.choria.adapters, and --adapters), with one HTTP server on
     /// plugin.choria.stats_port.
     ///

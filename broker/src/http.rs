@@ -1,5 +1,6 @@
 //! HTTP: `/metrics` (Prometheus text; also at Choria's `/choria/prometheus` and
-//! `/choria/metrics`, so existing scrape configs work), `/healthz` (the process is up),
+//! `/choria/metrics`, so existing scrape configs work), `/healthz` (the process is up,
+//! and the added health checks hold, e.g. both sides of the federation broker),
 //! `/readyz` (every ingest and sink connection is up), Choria's `/choria/` (build and
 //! system information) and, when a network broker runs, nats-server's monitoring paths
 //! (`/varz`, `/connz`, ...; see `coro_broker::network::monitor`), as the Go broker serves
@@ -99,7 +100,21 @@ async fn healthz(State(state): State<AppState>, RawQuery(query): RawQuery) -> Re
         (Some(nats), Some(q)) if is_nats_healthz_query(&q) => {
             nats.forward("/healthz", Some(&q)).await
         }
-        _ => "ok\n".into_response(),
+        _ => {
+            // Health checks that were added (the federation broker's two sides).
+            let unhealthy = state
+                .readiness
+                .borrow()
+                .as_ref()
+                .map(Readiness::unhealthy)
+                .unwrap_or_default();
+            if unhealthy.is_empty() {
+                "ok\n".into_response()
+            } else {
+                let body = format!("unhealthy: {}\n", unhealthy.join("\n"));
+                (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+            }
+        }
     }
 }
 

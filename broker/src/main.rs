@@ -18,6 +18,10 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Both of rustls' crypto back ends are linked (ring, and aws-lc through the AWS SDK),
+    // so rustls cannot pick one itself: every TLS client (NATS, Elasticsearch, Pub/Sub)
+    // would panic without this choice.
+    let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
     let cli = <cli::Cli as clap::Parser>::parse();
     match cli.command {
         cli::Command::Decode(args) => decode::run(&args),

@@ -51,6 +51,9 @@ fn choria(args: &ValidateArgs) -> ExitCode {
             if let Some(line) = config.network_summary() {
                 println!("{line}");
             }
+            if let Some(line) = config.federation_summary() {
+                println!("{line}");
+            }
             if !config.adapters.adapters.is_empty() {
                 print!("{}", summary(&config.adapters));
                 if args.online && !online(&config.adapters, &config.sinks) {
@@ -138,6 +141,8 @@ fn sink(spec: &SinkSpec) -> String {
         Ok(SinkConfig::Elasticsearch(c)) => Some(format!("{} {}", c.model.as_str(), c.index)),
         Ok(SinkConfig::Plugin(c)) => Some(c.path.display().to_string()),
         Ok(SinkConfig::Kafka(c)) => Some(format!("topic {}", c.topic)),
+        Ok(SinkConfig::Kinesis(c)) => Some(format!("stream {}", c.stream)),
+        Ok(SinkConfig::PubSub(c)) => Some(format!("topic {}", c.topic_name())),
         _ => None,
     };
     match target {
@@ -205,6 +210,24 @@ async fn online_checks(config: &AdaptersConfig, sinks: &[AdapterSinks]) -> Vec<(
             if let SinkConfig::Kafka(kafka) = config {
                 let who = format!("adapter {name:?}: sink {sink:?}");
                 for check in coro_sinks::kafka::check_online(kafka).await {
+                    out.push(match check {
+                        Ok(what) => (true, format!("{who}: {what}")),
+                        Err(what) => (false, format!("{who}: {what}")),
+                    });
+                }
+            }
+            if let SinkConfig::Kinesis(kinesis) = config {
+                let who = format!("adapter {name:?}: sink {sink:?}");
+                for check in coro_sinks::kinesis::check_online(kinesis).await {
+                    out.push(match check {
+                        Ok(what) => (true, format!("{who}: {what}")),
+                        Err(what) => (false, format!("{who}: {what}")),
+                    });
+                }
+            }
+            if let SinkConfig::PubSub(pubsub) = config {
+                let who = format!("adapter {name:?}: sink {sink:?}");
+                for check in coro_sinks::pubsub::check_online(pubsub).await {
                     out.push(match check {
                         Ok(what) => (true, format!("{who}: {what}")),
                         Err(what) => (false, format!("{who}: {what}")),

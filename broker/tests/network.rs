@@ -258,6 +258,9 @@ impl Pki {
 /// signed connects; one without a client certificate is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_requires_a_client_certificate_signed_by_the_ca() {
+    // The workspace links both of rustls' crypto back ends (ring and aws-lc, through the
+    // cloud SDKs), so the process must pick one, as `coro` does at start.
+    let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
     let pki = Pki::new();
     let port = free_ports(1)[0];
     let (broker, _registry) = start(loopback("tls1", port, &pki.config_lines())).await;

@@ -90,7 +90,7 @@ type = "fiel"
         "adapters.toml:6:1: adapter \"registration\".ingest: unknown key `subjet`; did you mean `subject`?\n\
          adapters.toml:18:1: adapter \"replies\".ingest.workers: must be at least 1; write e.g. workers = 10\n\
          adapters.toml:20:1: adapter \"replies\": sink \"fiel\": type: unknown sink type `fiel`; did you mean \
-         `file`? known types: blackhole, elasticsearch, file, jetstream, kafka, plugin\n"
+         `file`? known types: blackhole, elasticsearch, file, jetstream, kafka, kinesis, plugin, pubsub\n"
     );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -8,19 +8,23 @@ use crate::encoding::Encoding;
 use crate::file::config::FileConfig;
 use crate::jetstream::config::JetStreamConfig;
 use crate::kafka::config::KafkaConfig;
+use crate::kinesis::config::KinesisConfig;
 use crate::plugin::PluginConfig;
+use crate::pubsub::config::PubSubConfig;
 use coro_core::config::{did_you_mean, AdaptersConfig, ConfigError, ConfigErrors, SinkSpec};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
 /// The sink `type`s there are.
-pub const SINK_TYPES: [&str; 6] = [
+pub const SINK_TYPES: [&str; 8] = [
     "blackhole",
     "elasticsearch",
     "file",
     "jetstream",
     "kafka",
+    "kinesis",
     "plugin",
+    "pubsub",
 ];
 
 /// One sink's settings, by `type`.
@@ -36,8 +40,12 @@ pub enum SinkConfig {
     JetStream(JetStreamConfig),
     /// `type = "kafka"`.
     Kafka(KafkaConfig),
+    /// `type = "kinesis"`.
+    Kinesis(KinesisConfig),
     /// `type = "plugin"`: a shared library loaded at run time.
     Plugin(PluginConfig),
+    /// `type = "pubsub"`.
+    PubSub(PubSubConfig),
 }
 
 impl SinkConfig {
@@ -69,8 +77,12 @@ impl SinkConfig {
                 .and_then(|c| ConfigErrors(c.check(spec)).into_result(SinkConfig::JetStream(c))),
             "kafka" => typed::<KafkaConfig>(spec, KafkaConfig::EXAMPLES)
                 .and_then(|c| ConfigErrors(c.check(spec)).into_result(SinkConfig::Kafka(c))),
+            "kinesis" => typed::<KinesisConfig>(spec, KinesisConfig::EXAMPLES)
+                .and_then(|c| ConfigErrors(c.check(spec)).into_result(SinkConfig::Kinesis(c))),
             "plugin" => typed::<PluginConfig>(spec, PluginConfig::EXAMPLES)
                 .and_then(|c| ConfigErrors(c.check(spec)).into_result(SinkConfig::Plugin(c))),
+            "pubsub" => typed::<PubSubConfig>(spec, PubSubConfig::EXAMPLES)
+                .and_then(|c| ConfigErrors(c.check(spec)).into_result(SinkConfig::PubSub(c))),
             other => {
                 let known = SINK_TYPES.join(", ");
                 let hint = match did_you_mean(other, SINK_TYPES) {
@@ -93,7 +105,9 @@ impl SinkConfig {
             SinkConfig::File(_) => "file",
             SinkConfig::JetStream(_) => "jetstream",
             SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::Kinesis(_) => "kinesis",
             SinkConfig::Plugin(_) => "plugin",
+            SinkConfig::PubSub(_) => "pubsub",
         }
     }
 
@@ -106,7 +120,9 @@ impl SinkConfig {
             SinkConfig::File(c) => Some(c.encoding),
             SinkConfig::JetStream(c) => Some(c.encoding),
             SinkConfig::Kafka(c) => Some(c.encoding),
+            SinkConfig::Kinesis(c) => Some(c.encoding),
             SinkConfig::Plugin(c) => Some(c.encoding),
+            SinkConfig::PubSub(c) => Some(c.encoding),
         }
     }
 }
@@ -262,12 +278,12 @@ mod tests {
             error("type = \"fiel\""),
             "adapters.toml:8:1: adapter \"a\": sink \"fiel\": type: unknown sink type `fiel`; \
              did you mean `file`? known types: blackhole, elasticsearch, file, jetstream, kafka, \
-             plugin"
+             kinesis, plugin, pubsub"
         );
         assert_eq!(
-            error("type = \"kinesis\""),
-            "adapters.toml:8:1: adapter \"a\": sink \"kinesis\": type: unknown sink type `kinesis`; \
-             known types: blackhole, elasticsearch, file, jetstream, kafka, plugin"
+            error("type = \"sqs\""),
+            "adapters.toml:8:1: adapter \"a\": sink \"sqs\": type: unknown sink type `sqs`; \
+             known types: blackhole, elasticsearch, file, jetstream, kafka, kinesis, plugin, pubsub"
         );
     }
 
@@ -298,6 +314,31 @@ mod tests {
              URL (scheme `http`); use nats:// or tls:// URLs, e.g. nats://127.0.0.1:4222\n\
              adapters.toml:10:1: adapter \"a\": sink \"jetstream\": subject: `a.*` is not a valid \
              subject: wildcards cannot be published to; write e.g. subject = \"choria.registration.%s\""
+        );
+    }
+
+    #[test]
+    fn kinesis_and_pubsub_errors_name_their_key() {
+        assert_eq!(
+            error("type = \"kinesis\"\nstream = \"s\"\npartition_key = \"{sendr}\""),
+            "adapters.toml:10:1: adapter \"a\": sink \"kinesis\": partition_key: unknown placeholder \
+             `{sendr}`; did you mean `{sender}`?"
+        );
+        assert_eq!(
+            error("type = \"kinesis\"\nstream = \"s\"\nmax_records = 501"),
+            "adapters.toml:10:1: adapter \"a\": sink \"kinesis\": max_records: must be 1 to 500 \
+             (the Kinesis limit); write e.g. max_records = 500"
+        );
+        assert_eq!(
+            error("type = \"pubsub\"\nproject = \"my-project\""),
+            "adapters.toml:7:1: adapter \"a\": sink \"pubsub\": missing required key `topic`; \
+             write e.g. topic = \"choria-replies\""
+        );
+        assert_eq!(
+            error("type = \"pubsub\"\nproject = \"my-project\"\ntopic = \"projects/p/topics/t\""),
+            "adapters.toml:10:1: adapter \"a\": sink \"pubsub\": topic: `projects/p/topics/t` is not a \
+             Pub/Sub topic id (3 to 255 of letters, digits, `-_.~+%`, starting with a letter, not with \
+             `goog`; the id only, not projects/.../topics/...); write e.g. topic = \"choria-replies\""
         );
     }
 

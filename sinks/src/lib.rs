@@ -12,5 +12,7 @@ pub mod encoding;
 pub mod file;
 pub mod jetstream;
 pub mod kafka;
+pub mod kinesis;
 pub mod nats;
 pub mod plugin;
+pub mod pubsub;

@@ -17,7 +17,9 @@ use coro_sinks::encoding::Encoding;
 use coro_sinks::file::FileSink;
 use coro_sinks::jetstream::JetStreamSink;
 use coro_sinks::kafka::{KafkaMetrics, KafkaSink};
+use coro_sinks::kinesis::{KinesisMetrics, KinesisSink};
 use coro_sinks::plugin::PluginSink;
+use coro_sinks::pubsub::{PubSubMetrics, PubSubSink};
 use metrics::AdapterMetrics;
 use route::Route;
 use std::sync::Arc;
@@ -73,6 +75,10 @@ pub struct Adapters {
     kafka: KafkaMetrics,
     /// Every Kafka sink, to flush on shutdown what librdkafka still holds.
     kafka_sinks: Vec<KafkaSink>,
+    /// The Kinesis sinks' metric families.
+    kinesis: KinesisMetrics,
+    /// The Pub/Sub sinks' metric families.
+    pubsub: PubSubMetrics,
 }
 
 impl Adapters {
@@ -95,6 +101,8 @@ impl Adapters {
             elasticsearch: ElasticsearchMetrics::register(registry)?,
             kafka: KafkaMetrics::register(registry)?,
             kafka_sinks: Vec::new(),
+            kinesis: KinesisMetrics::register(registry)?,
+            pubsub: PubSubMetrics::register(registry)?,
         };
         for (adapter, typed) in config.adapters.iter().zip(sinks) {
             running
@@ -255,6 +263,36 @@ impl Adapters {
                 self.kafka_sinks.push(service.clone());
                 BoxCloneSyncService::new(service)
             }
+            SinkConfig::Kinesis(mut kinesis) => {
+                if let Some(encoding) = encoding {
+                    kinesis.encoding = encoding;
+                }
+                let label = match encoding {
+                    Some(_) => format!("dead_letter/{sink}"),
+                    None => sink.to_string(),
+                };
+                let metrics = self.kinesis.for_sink(adapter, &label);
+                BoxCloneSyncService::new(
+                    KinesisSink::connect(kinesis, Some(metrics))
+                        .await
+                        .map_err(|e| error(e.to_string()))?,
+                )
+            }
+            SinkConfig::PubSub(mut pubsub) => {
+                if let Some(encoding) = encoding {
+                    pubsub.encoding = encoding;
+                }
+                let label = match encoding {
+                    Some(_) => format!("dead_letter/{sink}"),
+                    None => sink.to_string(),
+                };
+                let metrics = self.pubsub.for_sink(adapter, &label);
+                BoxCloneSyncService::new(
+                    PubSubSink::connect(pubsub, Some(metrics))
+                        .await
+                        .map_err(|e| error(e.to_string()))?,
+                )
+            }
             SinkConfig::Plugin(mut plugin) => {
                 if let Some(encoding) = encoding {
                     plugin.encoding = encoding;
@@ -320,6 +358,7 @@ impl Adapters {
         Readiness {
             connections: self.connections.clone(),
             checks: Vec::new(),
+            health: Vec::new(),
         }
     }
 
@@ -354,10 +393,14 @@ impl Adapters {
 pub struct Readiness {
     connections: Vec<async_nats::Client>,
     checks: Vec<ReadyCheck>,
+    health: Vec<HealthCheck>,
 }
 
 /// One more thing that must hold to be ready.
 type ReadyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// One more thing `/healthz` reports: `Err` with what is wrong.
+type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl Readiness {
     /// Whether every NATS connection is up and every added check holds.
@@ -373,6 +416,25 @@ impl Readiness {
     pub fn and(mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> Readiness {
         self.checks.push(Arc::new(check));
         self
+    }
+
+    /// `/healthz` fails while `check` says what is wrong (e.g. a side of the
+    /// federation broker that lost its connections). Called on every `/healthz`: cheap,
+    /// never blocking.
+    pub fn and_healthy(
+        mut self,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Readiness {
+        self.health.push(Arc::new(check));
+        self
+    }
+
+    /// What the added health checks find wrong, one line each; empty when healthy.
+    pub fn unhealthy(&self) -> Vec<String> {
+        self.health
+            .iter()
+            .filter_map(|check| check().err())
+            .collect()
     }
 }
 

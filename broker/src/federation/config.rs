@@ -22,8 +22,9 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `plugin.coro.federation.workers` | `10` | workers per stage (ingest, transform, egest) and direction, as Go's fixed 10; each ingest and egest worker has its own NATS connection |
-//! | `plugin.coro.federation.hardening` | `true` | the default of the four checks below; `false` forwards what Go forwards |
+//! | `plugin.coro.federation.workers` | `10` | workers per direction, as Go's fixed 10: worker `i` is ingest `i`, transformer `i` and egest `i`, with its own queue subscription |
+//! | `plugin.coro.federation.connections` | `1` | NATS connections per stage and side that the workers share (at most `workers`); Go opens one per worker (`= workers`, 40 connections); more helps only when one connection's reader is the limit |
+//! | `plugin.coro.federation.hardening` | `true` | the default of the checks below; `false` forwards what Go forwards |
 //! | `plugin.coro.federation.check_subjects` | hardening | request targets must be `<collective>.broadcast.agent.<agent>`, `<collective>.broadcast.service.<agent>` or `<collective>.node.<identity>`; reply subjects must have a `reply` token after the first (`<collective>.reply.…`, as the Ruby broker required) or match `allowed_reply_subjects`; neither may be a `choria.federation.` subject or hold wildcards |
 //! | `plugin.coro.federation.allowed_reply_subjects` | none | comma list of NATS subject patterns (`*`, `>`) also accepted as reply subjects, e.g. the subjects of a stream that collects asynchronous replies: `choria.replies.>` |
 //! | `plugin.coro.federation.max_targets` | `200` with hardening, else `0` | targets one request message may carry (Go and Ruby clients send at most 200); `0` is no limit |
@@ -596,6 +597,7 @@ mod tests {
         );
         assert_eq!(c.collective_servers, ["nats://localhost:4222"]);
         assert_eq!(c.workers, 10);
+        assert_eq!(c.connections, 1);
         assert_eq!(c.tls, None);
         assert_eq!(c.hardening, Hardening::default());
         assert_eq!(
@@ -622,6 +624,7 @@ mod tests {
              plugin.choria.middleware_hosts = c1:4222,c2:4222\n\
              plugin.choria.federation.instance = x\n\
              plugin.coro.federation.workers = 3\n\
+             plugin.coro.federation.connections = 5\n\
              plugin.coro.federation.allowed_reply_subjects = choria.replies.>, *.async.*\n\
              plugin.coro.federation.max_targets = 500\n\
              plugin.coro.federation.request_rate = 50\n\
@@ -633,6 +636,8 @@ mod tests {
         assert_eq!(c.cluster, "london");
         assert_eq!(c.collective_servers, ["nats://c1:4222", "nats://c2:4222"]);
         assert_eq!(c.workers, 3);
+        // Never more connections than workers.
+        assert_eq!(c.connections, 3);
         assert_eq!(
             c.hardening.allowed_reply_subjects,
             ["choria.replies.>", "*.async.*"]

@@ -116,6 +116,10 @@ impl Connection {
                 }
             });
         if let Some(tls) = spec.tls {
+            // With both of rustls' crypto back ends in the build (ring for NATS, aws-lc
+            // for other clients) rustls cannot pick one and would panic; NATS uses ring.
+            // An error only says a process default is already installed.
+            let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
             options = options
                 .require_tls(true)
                 .add_client_certificate(tls.certificate.clone(), tls.key.clone());

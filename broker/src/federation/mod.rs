@@ -10,8 +10,10 @@
 //!                                            (queue <cluster>_collective)
 //! ```
 //!
-//! Each direction is a pool of ingest, transformer and egest workers (10 of each by
-//! default, as Go), connected by bounded queues; see [`config`] for the keys.
+//! Each direction is a pool of workers (10 by default, as Go), each an ingest, a
+//! transformer and an egest with its own queue subscription; the workers of a stage
+//! share NATS connections (one per stage and side by default, one per worker as Go
+//! with `plugin.coro.federation.connections`). See [`config`] for the keys.
 //!
 //! * **Request side**: a client publishes a transport whose `federation` header lists
 //!   the target subjects (one broadcast subject, or up to 200 `<collective>.node.<id>`
@@ -22,13 +24,14 @@
 //! * **Reply side**: a server's reply carries the federation header back; the broker
 //!   publishes it to `federation.reply-to` without the header.
 //! * Each pass adds one hop (`seen-by` in v1, `trace` in v2):
-//!   `[in server, "<identity> (choria_nats_ingest:i, choria_<side>_transformer:j, choria_nats_egest:k)", out server]`.
+//!   `[in server, "<identity> (choria_nats_ingest:i, choria_<side>_transformer:i, choria_nats_egest:i)", out server]`
+//!   for worker `i` (Go's stages are separate pools, so its three numbers differ).
 //!   Only the headers change; `data`, and so every signature, passes through as is.
 //! * Messages that cannot be forwarded (not a transport, not federated, no targets, no
 //!   reply subject, and with hardening a bad target or reply subject, too many targets,
 //!   a loop, or over the rate limit) are counted in `choria_federation_errors` and
-//!   `coro_federation_dropped_total{reason}`, logged at most every 5 seconds, and
-//!   dropped; the broker keeps running.
+//!   `coro_federation_dropped_total{reason}`, logged at most every 5 seconds per
+//!   reason (with the number held back), and dropped; the broker keeps running.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {

@@ -398,13 +398,18 @@ pub(crate) async fn worker(
         };
         forward(&ctx, &stages, &input, &output, msg).await;
     }
-    // No more from the server; what the client holds for us still goes out.
-    if subscription.drain().await.is_ok() {
+    // No more from the server; what the client holds for us still goes out. A side
+    // that is down cannot confirm a drain or take a flush: nothing to wait for then.
+    let up =
+        |c: &Connection| c.client.connection_state() == async_nats::connection::State::Connected;
+    if up(&input) && subscription.drain().await.is_ok() {
         while let Some(msg) = subscription.next().await {
             forward(&ctx, &stages, &input, &output, msg).await;
         }
     }
-    let _ = output.client.flush().await;
+    if up(&output) {
+        let _ = output.client.flush().await;
+    }
     tracing::debug!(
         cluster = ctx.cluster,
         direction = ctx.direction.as_str(),
@@ -509,12 +514,12 @@ impl LogLimiter {
         }
     }
 
-    /// Logs a warning unless one was logged within the period.
-    pub fn warn(&self, cluster: &str, direction: &str, reason: &str, what: &str) {
+    /// Logs a warning unless one was logged within the period; says whether it did.
+    pub fn warn(&self, cluster: &str, direction: &str, reason: &str, what: &str) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_some_and(|t| t.elapsed() < self.period) {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         *last = Some(Instant::now());
         let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
@@ -525,12 +530,98 @@ impl LogLimiter {
             suppressed,
             "federation: not forwarded: {what}"
         );
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a test subscriber writes, shared with the test.
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// go-choria's transformer tests check the error log lines for unfederated,
+    /// target-less and reply-to-less messages: each is logged, and a flood of them once
+    /// per reason and period, with the count held back on the next line.
+    #[test]
+    fn drops_are_logged_once_per_reason_and_period() {
+        let logs = LogBuffer::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        let metrics = FederationMetrics::register(&prometheus::Registry::new()).unwrap();
+        let ctx = Context::new(
+            Direction::Request,
+            "london",
+            "fb1",
+            &Hardening::default(),
+            metrics.clone(),
+        );
+        let errors = prometheus::IntCounter::new("e", "e").unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..50 {
+                for (reason, what) in [
+                    (
+                        Reason::NotFederated,
+                        "received a message on x that was not federated",
+                    ),
+                    (
+                        Reason::NoTargets,
+                        "received a message r1 from c that does not have any targets",
+                    ),
+                    (
+                        Reason::NoReplyTo,
+                        "received a message r1 with no reply-to set",
+                    ),
+                ] {
+                    ctx.drop_message(&errors, reason, what);
+                }
+            }
+        });
+        assert_eq!(errors.get(), 150);
+        let dropped = |reason: &str| {
+            metrics
+                .dropped
+                .with_label_values(&["london", "request", reason])
+                .get()
+        };
+        assert_eq!(dropped("not_federated"), 50);
+        assert_eq!(dropped("no_reply_to"), 50);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let lines = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+        assert_eq!(lines("that was not federated"), 1, "{text}");
+        assert_eq!(lines("that does not have any targets"), 1, "{text}");
+        assert_eq!(lines("with no reply-to set"), 1, "{text}");
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(
+            text.contains("federation: not forwarded: received a message r1 with no reply-to set"),
+            "{text}"
+        );
+        assert!(text.contains("reason=\"no_reply_to\""), "{text}");
+
+        // After the period the next one is logged with what was held back.
+        let limiter = LogLimiter::new(Duration::from_millis(1));
+        assert!(limiter.warn("c", "request", "loop", "x"));
+        assert!(!limiter.warn("c", "request", "loop", "x"));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(limiter.warn("c", "request", "loop", "x"));
+    }
 
     #[test]
     fn versions_are_read_off_the_front() {

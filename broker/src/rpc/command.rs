@@ -94,6 +94,11 @@ pub struct RpcArgs {
     /// broadcast; repeatable.
     #[arg(long = "target", visible_alias = "node", value_name = "IDENTITY")]
     pub targets: Vec<String>,
+    /// Send through the federation broker of this cluster (`--server` is then the
+    /// federation network): to `choria.federation.<CLUSTER>.federation`, as a client
+    /// with `plugin.choria.federation.collectives` does; repeatable, or comma separated.
+    #[arg(long, value_name = "CLUSTER", value_delimiter = ',')]
+    pub federation: Vec<String>,
     /// Seconds the request stays valid (v1 servers want at least 30).
     #[arg(long, default_value_t = 60)]
     pub ttl: i64,
@@ -289,6 +294,7 @@ fn request_from(args: &RpcArgs) -> Result<RpcRequest, (u8, String)> {
     request.filter = filter_from(args).map_err(usage)?;
     request.targets.clone_from(&args.targets);
     request.reply_to.clone_from(&args.reply_to);
+    request.federation.clone_from(&args.federation);
     if let Some(sender) = &args.sender {
         request.sender.clone_from(sender);
     }

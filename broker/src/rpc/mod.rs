@@ -86,7 +86,16 @@ pub async fn publish_with_id(
     request: &RpcRequest,
     request_id: &str,
 ) -> Result<Published, RpcError> {
-    let messages = request.build(request_id)?;
+    // A federated client records its own hop first: [server, identity, server].
+    let hop = (!request.federation.is_empty()).then(|| {
+        let info = client.server_info();
+        crate::federation::client::ClientHop {
+            server: format!("nats://{}:{}", info.host, info.port),
+            identity: request.sender.clone(),
+        }
+    });
+    let messages =
+        request.build_federated_at(request_id, std::time::SystemTime::now(), hop.as_ref())?;
     let mut subjects = Vec::with_capacity(messages.len());
     for (subject, payload) in messages {
         client

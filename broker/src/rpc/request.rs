@@ -174,6 +174,11 @@ pub struct RpcRequest {
     pub version: Version,
     /// How the request is signed.
     pub security: Security,
+    /// Federation clusters to send it through (`plugin.choria.federation.collectives`):
+    /// when set, the request goes once to each `choria.federation.<cluster>.federation`
+    /// with the targets in its federation header (split into messages of at most 200
+    /// node targets), see [`crate::federation::client`].
+    pub federation: Vec<String>,
 }
 
 /// The RPC request body, in Go's `RPCRequest` key order.
@@ -201,6 +206,7 @@ impl RpcRequest {
             targets: Vec::new(),
             version: Version::V1,
             security: Security::Insecure,
+            federation: Vec::new(),
         }
     }
 
@@ -276,8 +282,29 @@ impl RpcRequest {
         request_id: &str,
         now: SystemTime,
     ) -> Result<Vec<(String, Vec<u8>)>, RpcError> {
+        self.build_federated_at(request_id, now, None)
+    }
+
+    /// [`RpcRequest::build_at`], recording the federated client's own hop (`hop`) as
+    /// Go's clients do before they federate a request.
+    pub fn build_federated_at(
+        &self,
+        request_id: &str,
+        now: SystemTime,
+        hop: Option<&crate::federation::client::ClientHop>,
+    ) -> Result<Vec<(String, Vec<u8>)>, RpcError> {
         self.check()?;
         let payload = self.payload(request_id, now)?;
+        if !self.federation.is_empty() {
+            return crate::federation::client::federate(
+                &payload,
+                &self.subjects(),
+                request_id,
+                &self.federation,
+                hop,
+            )
+            .map_err(|e| RpcError::InvalidRequest(format!("federating the request: {e}")));
+        }
         Ok(self
             .subjects()
             .into_iter()
@@ -311,6 +338,11 @@ impl RpcRequest {
                     "{what} {value:?} must be a non-empty word without spaces, dots or wildcards"
                 ));
             }
+        }
+        if let Some(c) = self.federation.iter().find(|c| !is_subject_token(c)) {
+            return invalid(format!(
+                "federation cluster {c:?} must be a non-empty word without spaces, dots or wildcards"
+            ));
         }
         if let Some(id) = self.targets.iter().find(|id| !is_subject_tail(id)) {
             return invalid(format!(

@@ -1,0 +1,928 @@
+//! The Kinesis and Pub/Sub sinks end to end: `coro run` with a real nats-server, a real
+//! Kinesis-API server (moto_server from `scripts/with-servers.sh`, or kinesis-mock
+//! started here for the test that stops it) and the official Pub/Sub emulator.
+
+mod common;
+
+use base64::Engine;
+use common::{eventually, free_port, nats_url, unique, Coro};
+use coro_core::gojson;
+use coro_core::protocol::{self, v1, Message};
+use coro_sinks::kinesis::aws_sdk_kinesis::types::ShardIteratorType;
+use coro_sinks::kinesis::aws_sdk_kinesis::Client;
+use coro_sinks::kinesis::config::KinesisConfig;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn kinesis_endpoint() -> String {
+    std::env::var("CORO_TEST_KINESIS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("CORO_TEST_KINESIS_ENDPOINT is not set: run the tests with scripts/with-servers.sh (scripts/install-kinesis.sh installs moto_server)")
+    })
+}
+
+/// The emulator's host:port, also set as PUBSUB_EMULATOR_HOST for `coro run`.
+fn pubsub_host() -> String {
+    let host = std::env::var("CORO_TEST_PUBSUB_EMULATOR_HOST").unwrap_or_else(|_| {
+        panic!("CORO_TEST_PUBSUB_EMULATOR_HOST is not set: run the tests with scripts/with-servers.sh (the emulator is the Debian package google-cloud-cli-pubsub-emulator)")
+    });
+    std::env::set_var("PUBSUB_EMULATOR_HOST", &host);
+    host
+}
+
+const PROJECT: &str = "coro-test";
+
+/// A v1 RPC reply from `sender` to request `request_id`, its body carrying `seq` and
+/// `pad` bytes of padding.
+fn v1_reply(sender: &str, request_id: &str, seq: usize, pad: usize) -> Vec<u8> {
+    let req = v1::Request::new(
+        "rpcutil",
+        "client.example.net",
+        "choria=rip.mcollective",
+        60,
+        request_id,
+        "mcollective",
+        1_700_000_000,
+    );
+    let body = format!(
+        r#"{{"statuscode":0,"statusmsg":"OK","data":{{"seq":{seq},"pad":"{}"}}}}"#,
+        "x".repeat(pad)
+    );
+    let reply = v1::Reply::for_request(&req, sender, 1_700_000_001, &body);
+    let secure = v1::SecureReply::new(&gojson::to_string(&reply));
+    let headers = v1::Headers {
+        sender: sender.to_string(),
+        ..Default::default()
+    };
+    gojson::to_vec(&v1::Transport::new(&gojson::to_vec(&secure), headers))
+}
+
+fn id(i: usize) -> String {
+    format!("{i:032x}")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn kinesis_client(endpoint: &str) -> Client {
+    let mut c = KinesisConfig::new("x");
+    c.region = Some("us-east-1".into());
+    c.endpoint = Some(endpoint.into());
+    coro_sinks::kinesis::service::client(&c).await.unwrap()
+}
+
+async fn create_stream(client: &Client, stream: &str, shards: i32) {
+    client
+        .create_stream()
+        .stream_name(stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let d = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        if d.stream_description_summary()
+            .unwrap()
+            .stream_status()
+            .as_str()
+            == "ACTIVE"
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {stream} not ACTIVE");
+}
+
+/// Every record of `stream`, per shard in sequence order: (shard, partition key, data).
+async fn read_stream(client: &Client, stream: &str) -> Vec<(String, String, Vec<u8>)> {
+    let shards = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        // In sequence-number order, the order Kinesis promises within a shard (moto's
+        // GetRecords pages do not always come in that order).
+        let mut page = Vec::new();
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .map(str::to_string);
+        while let Some(it) = iterator {
+            let got = client
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .unwrap();
+            if got.records().is_empty() {
+                break;
+            }
+            for r in got.records() {
+                page.push((
+                    r.sequence_number().parse::<u128>().unwrap_or(u128::MAX),
+                    shard.shard_id().to_string(),
+                    r.partition_key().unwrap_or_default().to_string(),
+                    r.data().as_ref().to_vec(),
+                ));
+            }
+            iterator = got.next_shard_iterator().map(str::to_string);
+        }
+        page.sort_by_key(|r| r.0);
+        out.extend(
+            page.into_iter()
+                .map(|(_, shard, key, data)| (shard, key, data)),
+        );
+    }
+    out
+}
+
+async fn create_topic(host: &str, topic: &str) {
+    let http = reqwest::Client::new();
+    let base = format!("http://{host}/v1/projects/{PROJECT}");
+    let r = http
+        .put(format!("{base}/topics/{topic}"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = http
+        .put(format!("{base}/subscriptions/{topic}-sub"))
+        .json(&serde_json::json!({
+            "topic": format!("projects/{PROJECT}/topics/{topic}"),
+            "enableMessageOrdering": true,
+            "ackDeadlineSeconds": 60
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+/// Pulls and acknowledges from `topic-sub`: (data, attributes, ordering key).
+async fn pull(
+    host: &str,
+    topic: &str,
+    want: usize,
+    idle: Duration,
+) -> Vec<(Vec<u8>, BTreeMap<String, String>, String)> {
+    let http = reqwest::Client::new();
+    let base = format!("http://{host}/v1/projects/{PROJECT}/subscriptions/{topic}-sub");
+    let mut out = Vec::new();
+    let mut last = std::time::Instant::now();
+    while out.len() < want && last.elapsed() < idle {
+        let got: serde_json::Value = http
+            .post(format!("{base}:pull"))
+            .json(&serde_json::json!({"maxMessages": 500, "returnImmediately": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let messages = got["receivedMessages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if messages.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        last = std::time::Instant::now();
+        let mut acks = Vec::new();
+        for m in messages {
+            acks.push(m["ackId"].clone());
+            let msg = &m["message"];
+            out.push((
+                base64::engine::general_purpose::STANDARD
+                    .decode(msg["data"].as_str().unwrap_or(""))
+                    .unwrap(),
+                serde_json::from_value(msg["attributes"].clone()).unwrap_or_default(),
+                msg["orderingKey"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+        http.post(format!("{base}:acknowledge"))
+            .json(&serde_json::json!({ "ackIds": acks }))
+            .send()
+            .await
+            .unwrap();
+    }
+    out
+}
+
+/// The `seq` of a choria_streams document.
+fn seq_of(doc: &[u8]) -> (String, u64) {
+    let v: serde_json::Value = serde_json::from_slice(doc).unwrap();
+    let data = &v["data"];
+    let body: serde_json::Value = match data {
+        serde_json::Value::String(s) => serde_json::from_str(s).unwrap(),
+        other => other.clone(),
+    };
+    (
+        v["sender"].as_str().unwrap_or_default().to_string(),
+        body["data"]["seq"].as_u64().unwrap(),
+    )
+}
+
+/// 300 replies from 5 senders through `coro run` (core NATS ingest, one worker) into a
+/// Kinesis stream and a Pub/Sub topic: each arrives once with the sender as partition
+/// / ordering key, the Choria attributes, each sender's in publish order; one reply
+/// too large for either goes to the dead letter of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_arrive_in_kinesis_and_pubsub_keyed_and_in_order() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("kp");
+    let stream = format!("coro-{prefix}");
+    let topic = format!("coro-{prefix}");
+    let endpoint = kinesis_endpoint();
+    let host = pubsub_host();
+    let kinesis = kinesis_client(&endpoint).await;
+    create_stream(&kinesis, &stream, 2).await;
+    create_topic(&host, &topic).await;
+    let http = free_port();
+    let dead = dir.path().join("dead.jsonl");
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{http}"
+[[adapter]]
+name = "kp"
+[adapter.ingest]
+type = "nats"
+servers = ["{nats}"]
+subject = "{prefix}.>"
+protocol = "reply"
+workers = 1
+[adapter.pipeline]
+batch = {{ max_records = 100, timeout = "10ms" }}
+[[adapter.sink]]
+type = "kinesis"
+stream = "{stream}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+max_record_bytes = 4000
+[[adapter.sink]]
+type = "pubsub"
+project = "{PROJECT}"
+topic = "{topic}"
+max_message_bytes = 4000
+[adapter.dead_letter]
+type = "file"
+path = "{dead}"
+"#,
+        nats = nats_url(),
+        dead = dead.display(),
+    );
+    let path = write(dir.path(), "adapters.toml", &config);
+    let c = Coro::start(&path, http, &dir.path().join("coro.log"));
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let big = 150;
+    for i in 0..N {
+        let sender = format!("node{}.example.net", i % 5);
+        let pad = if i == big { 5000 } else { 10 };
+        client
+            .publish(
+                format!("{prefix}.r"),
+                v1_reply(&sender, &id(i), i, pad).into(),
+            )
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    for sink in ["kinesis", "pubsub"] {
+        let done =
+            format!(r#"coro_sink_records_total{{adapter="kp",outcome="delivered",sink="{sink}"}}"#);
+        let ok = eventually(Duration::from_secs(30), || {
+            let n = c.metric(&done).unwrap_or(0.0);
+            Box::pin(async move { n >= (N - 1) as f64 })
+        })
+        .await;
+        assert!(ok, "{sink}: {:?}\n{}", c.metric(&done), c.log_text());
+    }
+
+    let got = read_stream(&kinesis, &stream).await;
+    assert_eq!(got.len(), N - 1, "each once, the big one not");
+    let mut shard_of: HashMap<String, String> = HashMap::new();
+    let mut seqs: HashMap<String, Vec<u64>> = HashMap::new();
+    for (shard, key, data) in &got {
+        let (sender, seq) = seq_of(data);
+        assert_eq!(key, &sender);
+        assert_eq!(shard_of.entry(key.clone()).or_insert(shard.clone()), shard);
+        seqs.entry(sender).or_default().push(seq);
+    }
+    for (sender, s) in &seqs {
+        let mut sorted = s.clone();
+        sorted.sort();
+        assert_eq!(s, &sorted, "kinesis order of {sender}");
+        assert!(!s.contains(&(big as u64)));
+    }
+
+    let got = pull(&host, &topic, N, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), N - 1);
+    let mut seqs: HashMap<String, Vec<u64>> = HashMap::new();
+    for (data, attributes, key) in &got {
+        let (sender, seq) = seq_of(data);
+        assert_eq!(key, &sender);
+        assert_eq!(attributes["choria_sender"], sender);
+        assert_eq!(attributes["choria_requestid"], id(seq as usize));
+        assert_eq!(attributes["choria_agent"], "rpcutil");
+        assert_eq!(attributes["choria_protocol"], "1");
+        assert_eq!(attributes["choria_kind"], "reply");
+        assert_eq!(attributes["choria_time"], "2023-11-14T22:13:21Z");
+        assert!(
+            !attributes.contains_key("choria_collective"),
+            "replies have none"
+        );
+        seqs.entry(sender).or_default().push(seq);
+    }
+    for (sender, s) in &seqs {
+        let mut sorted = s.clone();
+        sorted.sort();
+        assert_eq!(s, &sorted, "pubsub order of {sender}");
+    }
+
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // One letter for the message, with each sink's reason.
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    for l in &letters {
+        let error = l["error"].as_str().unwrap();
+        assert!(
+            error.contains("sink kinesis: kinesis: record of"),
+            "{error}"
+        );
+        assert!(error.contains("sink pubsub: pubsub: message of"), "{error}");
+        let Message::Rpc(m) = protocol::decode(l["payload"].as_str().unwrap().as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(m.inner.request_id(), id(big));
+    }
+    assert_eq!(c.terminate(), 0);
+}
+
+/// kinesis-mock, a Kinesis-API server started (and stopped) by the test, with its
+/// stream created at start.
+struct KinesisMock {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl KinesisMock {
+    fn start(port: u16, tls_port: u16, stream: &str, log: &Path) -> KinesisMock {
+        let dir = std::env::var("CORO_KINESIS_MOCK").unwrap_or_else(|_| {
+            panic!("CORO_KINESIS_MOCK is not set: run the tests with scripts/with-servers.sh (scripts/install-kinesis.sh installs npm kinesis-local)")
+        });
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new("node")
+            .arg(format!("{dir}/main.js"))
+            .env("KINESIS_MOCK_CERT_PATH", format!("{dir}/server.json"))
+            .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
+            .env("KINESIS_MOCK_TLS_PORT", tls_port.to_string())
+            .env("CREATE_STREAM_DURATION", "0ms")
+            .env("INITIALIZE_STREAMS", format!("{stream}:1"))
+            .env("LOG_LEVEL", "WARN")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kinesis-mock did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        KinesisMock {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for KinesisMock {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The Kinesis server stopped while records keep coming (JetStream ingest) and started
+/// again: every record is in the stream (before the stop, or after the restart) or,
+/// past the retry limit, in the dead letter; none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_server_stopped_and_started_again_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("kinstop");
+    let stream = format!("coro-{prefix}");
+    let (port, tls) = (free_port(), free_port());
+    let log = dir.path().join("kmock.log");
+    let mut server = KinesisMock::start(port, tls, &stream, &log);
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let js_stream = format!("KINSTOP_{prefix}").to_uppercase().replace('-', "_");
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: js_stream.clone(),
+        subjects: vec![format!("{prefix}.>")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let http = free_port();
+    let dead = dir.path().join("dead.jsonl");
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{http}"
+[[adapter]]
+name = "kinstop"
+[adapter.ingest]
+type = "jetstream"
+servers = ["{nats}"]
+stream = "{js_stream}"
+consumer = "coro_kinstop"
+protocol = "reply"
+ack_wait = "30s"
+[adapter.pipeline]
+batch = {{ max_records = 50, timeout = "10ms" }}
+retry = {{ max_attempts = 20, initial_backoff = "200ms", max_backoff = "500ms" }}
+timeout = "10s"
+[[adapter.sink]]
+type = "kinesis"
+stream = "{stream}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+timeout = "2s"
+[adapter.dead_letter]
+type = "file"
+path = "{dead}"
+"#,
+        nats = nats_url(),
+        endpoint = server.endpoint(),
+        dead = dead.display(),
+    );
+    let path = write(dir.path(), "adapters.toml", &config);
+    let c = Coro::start(&path, http, &dir.path().join("coro.log"));
+    let publish = |from: usize, to: usize| {
+        let js = js.clone();
+        let prefix = prefix.clone();
+        async move {
+            for i in from..to {
+                let sender = format!("node{}.example.net", i % 3);
+                js.publish(
+                    format!("{prefix}.r"),
+                    v1_reply(&sender, &id(i), i, 10).into(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            }
+        }
+    };
+    let delivered =
+        r#"coro_sink_records_total{adapter="kinstop",outcome="delivered",sink="kinesis"}"#;
+    let rejected =
+        r#"coro_sink_records_total{adapter="kinstop",outcome="rejected",sink="kinesis"}"#;
+    let settled = |n: usize| {
+        let c = &c;
+        async move {
+            eventually(Duration::from_secs(40), || {
+                let done = c.metric(delivered).unwrap_or(0.0) + c.metric(rejected).unwrap_or(0.0);
+                Box::pin(async move { done >= n as f64 })
+            })
+            .await
+        }
+    };
+    let kinesis = kinesis_client(&server.endpoint()).await;
+    publish(0, 60).await;
+    assert!(settled(60).await, "{}", c.log_text());
+    let before = read_stream(&kinesis, &stream).await;
+    assert_eq!(before.len(), 60);
+
+    server.stop();
+    for tick in 0..4 {
+        publish(60 + tick * 20, 80 + tick * 20).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let server = KinesisMock::start(port, tls, &stream, &log);
+    publish(140, 160).await;
+    const N: usize = 160;
+    assert!(
+        settled(N).await,
+        "delivered {:?} + rejected {:?} of {N}:\n{}",
+        c.metric(delivered),
+        c.metric(rejected),
+        c.log_text()
+    );
+    let after = read_stream(&kinesis, &stream).await;
+    let mut found: HashSet<u64> = before
+        .iter()
+        .chain(&after)
+        .map(|(_, _, d)| seq_of(d).1)
+        .collect();
+    for line in std::fs::read_to_string(&dead).unwrap_or_default().lines() {
+        let letter: serde_json::Value = serde_json::from_str(line).unwrap();
+        let Message::Rpc(m) =
+            protocol::decode(letter["payload"].as_str().unwrap().as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        found.insert(u64::from_str_radix(m.inner.request_id(), 16).unwrap());
+    }
+    let missing: Vec<usize> = (0..N).filter(|i| !found.contains(&(*i as u64))).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    let outage = (60..140)
+        .filter(|i| after.iter().any(|(_, _, d)| seq_of(d).1 == *i as u64))
+        .count();
+    eprintln!("outage records delivered after the restart: {outage} of 80");
+    assert!(
+        outage > 0,
+        "records held during the outage were delivered once it was back"
+    );
+    let retries = c
+        .metric(r#"coro_sink_retries_total{adapter="kinstop",sink="kinesis"}"#)
+        .unwrap_or(0.0);
+    assert!(retries > 0.0, "the outage was retried");
+    assert_eq!(c.terminate(), 0);
+    drop(server);
+}
+
+/// `coro validate --online`: an existing stream and topic pass (exists, writable), a
+/// missing stream and topic fail with what to do; nothing is written by the checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_online_checks_streams_and_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("coro-{}", unique("valid"));
+    let endpoint = kinesis_endpoint();
+    let host = pubsub_host();
+    let kinesis = kinesis_client(&endpoint).await;
+    create_stream(&kinesis, &name, 1).await;
+    create_topic(&host, &name).await;
+    let sinks = |stream: &str, topic: &str| {
+        format!(
+            r#"
+[[adapter]]
+name = "v"
+[adapter.ingest]
+type = "nats"
+servers = ["{nats}"]
+subject = "x.>"
+[[adapter.sink]]
+type = "kinesis"
+stream = "{stream}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+[[adapter.sink]]
+type = "pubsub"
+project = "{PROJECT}"
+topic = "{topic}"
+"#,
+            nats = nats_url(),
+        )
+    };
+    let run = |text: String| {
+        let path = write(dir.path(), "adapters.toml", &text);
+        let out = Command::new(env!("CARGO_BIN_EXE_coro"))
+            .args(["validate", "--online", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(sinks(&name, &name));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("stream {name} exists: ACTIVE")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("stream {name} takes PutRecords")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("topic projects/{PROJECT}/topics/{name} exists")),
+        "{text}"
+    );
+    assert!(text.contains("takes Publish"), "{text}");
+    assert!(
+        read_stream(&kinesis, &name).await.is_empty(),
+        "the check wrote nothing"
+    );
+    assert!(pull(&host, &name, 1, Duration::from_millis(300))
+        .await
+        .is_empty());
+
+    let (ok, text) = run(sinks("coro-nope", "coro-nope"));
+    assert!(!ok, "{text}");
+    assert!(text.contains("stream coro-nope does not exist"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "topic projects/{PROJECT}/topics/coro-nope does not exist"
+        )),
+        "{text}"
+    );
+}
+
+/// The README's Kinesis and Pub/Sub examples are valid sink configs.
+#[test]
+fn readme_kinesis_and_pubsub_examples_validate() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let start = readme
+        .find("## Kinesis and Google Pub/Sub")
+        .expect("the README has the section");
+    let blocks: Vec<&str> = readme[start..]
+        .split("```toml\n")
+        .skip(1)
+        .take(2)
+        .filter_map(|b| b.split_once("```").map(|(b, _)| b))
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    let doc = format!(
+        "[[adapter]]\nname = \"a\"\n[adapter.ingest]\ntype = \"nats\"\n\
+         servers = [\"nats://127.0.0.1:4222\"]\nsubject = \"x\"\n{}{}",
+        blocks[0], blocks[1]
+    );
+    match coro_sinks::config::parse(Path::new("README.md#kinesis-pubsub.toml"), &doc) {
+        Ok((_, sinks)) => {
+            let kinds: Vec<&str> = sinks[0].sinks.iter().map(|(_, c)| c.kind()).collect();
+            assert_eq!(kinds, ["kinesis", "pubsub"]);
+        }
+        Err(errors) => panic!("the README examples do not validate:\n{errors}"),
+    }
+}
+
+/// A fault-injecting HTTP proxy in front of the real server: in each `PutRecords`, the
+/// records whose data it has not seen before and whose position is odd are taken out
+/// of the request (so the server never stores them) and answered as throttled, in
+/// their place in the server's real response. Everything else is forwarded as is.
+struct ThrottlingProxy {
+    url: String,
+    throttled: Arc<Mutex<usize>>,
+}
+
+impl ThrottlingProxy {
+    async fn start(upstream: &str) -> ThrottlingProxy {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let throttled = Arc::new(Mutex::new(0));
+        let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
+        let count = throttled.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let (upstream, seen, count) = (upstream.clone(), seen.clone(), count.clone());
+                tokio::spawn(async move {
+                    let _ = serve(conn, &upstream, &seen, &count).await;
+                });
+            }
+        });
+        ThrottlingProxy { url, throttled }
+    }
+}
+
+/// Reads one HTTP/1.1 message (head, body by Content-Length) from `conn`.
+async fn read_message(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let mut chunk = [0u8; 65536];
+                let n = conn.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[end + 4..end + 4 + length].to_vec();
+            buf.drain(..end + 4 + length);
+            return Some((head, body));
+        }
+        let mut chunk = [0u8; 65536];
+        let n = conn.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// `head` with its Content-Length set to `length`.
+fn with_length(head: &str, length: usize) -> String {
+    let mut out: Vec<String> = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(str::to_string)
+        .collect();
+    out.push(format!("content-length: {length}"));
+    out.join("\r\n") + "\r\n\r\n"
+}
+
+async fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    seen: &Mutex<HashSet<String>>,
+    count: &Mutex<usize>,
+) -> Option<()> {
+    let mut buf = Vec::new();
+    loop {
+        let (head, mut body) = read_message(&mut client, &mut buf).await?;
+        let put = head.contains("Kinesis_20131202.PutRecords");
+        let mut dropped: Vec<usize> = Vec::new();
+        let mut total = 0;
+        if put {
+            let mut request: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            let records = request["Records"].as_array_mut()?;
+            total = records.len();
+            let mut kept = Vec::new();
+            for (i, r) in records.drain(..).enumerate() {
+                let data = r["Data"].as_str().unwrap_or("").to_string();
+                let first = seen.lock().ok()?.insert(data);
+                if first && i % 2 == 1 {
+                    dropped.push(i);
+                } else {
+                    kept.push(r);
+                }
+            }
+            *records = kept;
+            body = serde_json::to_vec(&request).ok()?;
+        }
+        let mut up = TcpStream::connect(upstream).await.ok()?;
+        up.write_all(with_length(&head, body.len()).as_bytes())
+            .await
+            .ok()?;
+        up.write_all(&body).await.ok()?;
+        let mut ubuf = Vec::new();
+        let (rhead, mut rbody) = read_message(&mut up, &mut ubuf).await?;
+        if put && rhead.starts_with("HTTP/1.1 200") {
+            let mut response: serde_json::Value = serde_json::from_slice(&rbody).ok()?;
+            let mut real = response["Records"].as_array()?.clone().into_iter();
+            let throttled = serde_json::json!({
+                "ErrorCode": "ProvisionedThroughputExceededException",
+                "ErrorMessage": "Rate exceeded for shard (injected by the test proxy)"
+            });
+            let merged: Vec<serde_json::Value> = (0..total)
+                .map(|i| match dropped.contains(&i) {
+                    true => throttled.clone(),
+                    false => real.next().unwrap_or(serde_json::Value::Null),
+                })
+                .collect();
+            let failed = response["FailedRecordCount"].as_u64().unwrap_or(0) + dropped.len() as u64;
+            response["Records"] = serde_json::Value::Array(merged);
+            response["FailedRecordCount"] = failed.into();
+            rbody = serde_json::to_vec(&response).ok()?;
+            *count.lock().ok()? += dropped.len();
+        }
+        client
+            .write_all(with_length(&rhead, rbody.len()).as_bytes())
+            .await
+            .ok()?;
+        client.write_all(&rbody).await.ok()?;
+    }
+}
+
+/// Throttling through `coro run`: a fault-injecting proxy between Coro and moto answers
+/// chosen records of real `PutRecords` requests as throttled (and keeps them from the
+/// server); the pipeline retries only those, and every record is in the stream once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_records_are_retried_by_coro_run_and_arrive_once() {
+    const N: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("kthr");
+    let stream = format!("coro-{prefix}");
+    let endpoint = kinesis_endpoint();
+    let kinesis = kinesis_client(&endpoint).await;
+    create_stream(&kinesis, &stream, 2).await;
+    let proxy = ThrottlingProxy::start(&endpoint).await;
+    let http = free_port();
+    let dead = dir.path().join("dead.jsonl");
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{http}"
+[[adapter]]
+name = "kthr"
+[adapter.ingest]
+type = "nats"
+servers = ["{nats}"]
+subject = "{prefix}.>"
+protocol = "reply"
+workers = 1
+[adapter.pipeline]
+batch = {{ max_records = 50, timeout = "10ms" }}
+retry = {{ max_attempts = 5, initial_backoff = "50ms", max_backoff = "200ms" }}
+[[adapter.sink]]
+type = "kinesis"
+stream = "{stream}"
+region = "us-east-1"
+endpoint = "{url}"
+backoff = "20ms"
+[adapter.dead_letter]
+type = "file"
+path = "{dead}"
+"#,
+        nats = nats_url(),
+        url = proxy.url,
+        dead = dead.display(),
+    );
+    let path = write(dir.path(), "adapters.toml", &config);
+    let c = Coro::start(&path, http, &dir.path().join("coro.log"));
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    for i in 0..N {
+        let sender = format!("node{}.example.net", i % 4);
+        client
+            .publish(
+                format!("{prefix}.r"),
+                v1_reply(&sender, &id(i), i, 10).into(),
+            )
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let done = r#"coro_sink_records_total{adapter="kthr",outcome="delivered",sink="kinesis"}"#;
+    let ok = eventually(Duration::from_secs(30), || {
+        let n = c.metric(done).unwrap_or(0.0);
+        Box::pin(async move { n >= N as f64 })
+    })
+    .await;
+    assert!(ok, "{:?}\n{}", c.metric(done), c.log_text());
+    let throttled = *proxy.throttled.lock().unwrap();
+    assert!(throttled >= N / 4, "the proxy throttled {throttled}");
+    let retried = c.metric_sum(
+        "coro_kinesis_record_errors_total",
+        r#"error="ProvisionedThroughputExceededException""#,
+    );
+    assert_eq!(retried, throttled as f64);
+    let got = read_stream(&kinesis, &stream).await;
+    let mut seqs: Vec<u64> = got.iter().map(|(_, _, d)| seq_of(d).1).collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (0..N as u64).collect::<Vec<_>>(),
+        "each record exactly once"
+    );
+    assert!(std::fs::read_to_string(&dead)
+        .unwrap_or_default()
+        .is_empty());
+    assert_eq!(c.terminate(), 0);
+}

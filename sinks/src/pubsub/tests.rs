@@ -1,0 +1,251 @@
+//! Against the official Pub/Sub emulator (`scripts/with-servers.sh` starts one); topics
+//! are made and messages pulled back through its REST API.
+
+use super::config::PubSubConfig;
+use super::service::{attribute, PubSubSink};
+use super::PubSubMetrics;
+use crate::encoding::{self, Encoding};
+use base64::Engine;
+use coro_core::protocol::Version;
+use coro_core::sink::{Batch, Outcome};
+use coro_core::{Kind, Record};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// The emulator's `host:port`, also set as `PUBSUB_EMULATOR_HOST` for the sink.
+pub(crate) fn emulator() -> String {
+    let host = std::env::var("CORO_TEST_PUBSUB_EMULATOR_HOST").unwrap_or_else(|_| {
+        panic!("CORO_TEST_PUBSUB_EMULATOR_HOST is not set: run the tests with scripts/with-servers.sh (it starts the Pub/Sub emulator of the Debian package google-cloud-cli-pubsub-emulator)")
+    });
+    // Every test of this process uses the same emulator.
+    std::env::set_var("PUBSUB_EMULATOR_HOST", &host);
+    host
+}
+
+pub(crate) const PROJECT: &str = "coro-test";
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{:x}",
+        nanos ^ (u128::from(std::process::id()) << 64)
+    )
+}
+
+fn record(sender: &str, id: usize) -> Record {
+    Record {
+        subject: "mcollective.reply.x".into(),
+        version: Version::V2,
+        kind: Kind::Request,
+        sender: sender.into(),
+        request_id: format!("{id:032x}"),
+        agent: "rpcutil".into(),
+        collective: Some("mcollective".into()),
+        time_ns: 1_700_000_001_000_000_000 + id as i128,
+        body: bytes::Bytes::from(format!(r#"{{"n":{id}}}"#)),
+        raw: bytes::Bytes::new(),
+    }
+}
+
+/// Creates `topic` and an ordered subscription `topic-sub` on the emulator.
+pub(crate) async fn create(host: &str, topic: &str) {
+    let http = reqwest::Client::new();
+    let base = format!("http://{host}/v1/projects/{PROJECT}");
+    let r = http
+        .put(format!("{base}/topics/{topic}"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let r = http
+        .put(format!("{base}/subscriptions/{topic}-sub"))
+        .json(&serde_json::json!({
+            "topic": format!("projects/{PROJECT}/topics/{topic}"),
+            "enableMessageOrdering": true,
+            "ackDeadlineSeconds": 60
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+}
+
+/// A message pulled back: data, attributes, ordering key.
+#[derive(Debug, Clone)]
+pub(crate) struct Pulled {
+    pub data: Vec<u8>,
+    pub attributes: BTreeMap<String, String>,
+    pub ordering_key: String,
+}
+
+/// Pulls (and acknowledges) from `topic-sub` until `want` came or nothing came for
+/// `idle`.
+pub(crate) async fn pull(host: &str, topic: &str, want: usize, idle: Duration) -> Vec<Pulled> {
+    let http = reqwest::Client::new();
+    let base = format!("http://{host}/v1/projects/{PROJECT}/subscriptions/{topic}-sub");
+    let mut out = Vec::new();
+    let mut last = std::time::Instant::now();
+    while out.len() < want && last.elapsed() < idle {
+        let got: serde_json::Value = http
+            .post(format!("{base}:pull"))
+            .json(&serde_json::json!({"maxMessages": 500, "returnImmediately": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let messages = got["receivedMessages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if messages.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        last = std::time::Instant::now();
+        let mut acks = Vec::new();
+        for m in messages {
+            acks.push(m["ackId"].clone());
+            let msg = &m["message"];
+            out.push(Pulled {
+                data: base64::engine::general_purpose::STANDARD
+                    .decode(msg["data"].as_str().unwrap_or(""))
+                    .unwrap(),
+                attributes: serde_json::from_value(msg["attributes"].clone()).unwrap_or_default(),
+                ordering_key: msg["orderingKey"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        http.post(format!("{base}:acknowledge"))
+            .json(&serde_json::json!({ "ackIds": acks }))
+            .send()
+            .await
+            .unwrap();
+    }
+    out
+}
+
+async fn sink(config: PubSubConfig) -> PubSubSink {
+    let metrics = PubSubMetrics::unregistered()
+        .unwrap()
+        .for_sink("a", "pubsub");
+    PubSubSink::connect(config, Some(metrics)).await.unwrap()
+}
+
+#[tokio::test]
+async fn messages_carry_attributes_and_keep_order_per_sender() {
+    let host = emulator();
+    let topic = unique("order");
+    create(&host, &topic).await;
+    let sink = sink(PubSubConfig::new(PROJECT, &topic)).await;
+    let senders = ["node1", "node2", "node3"];
+    let records: Vec<Record> = (0..60).map(|i| record(senders[i % 3], i)).collect();
+    // Two batches, as the pipeline sends them.
+    for chunk in records.chunks(30) {
+        let outcomes = sink
+            .clone()
+            .oneshot(Batch::new(chunk.to_vec()))
+            .await
+            .unwrap();
+        assert!(
+            outcomes.iter().all(|o| *o == Outcome::Delivered),
+            "{outcomes:?}"
+        );
+    }
+    let got = pull(&host, &topic, 60, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 60);
+    let mut per_key: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for m in &got {
+        let a = &m.attributes;
+        assert_eq!(a[attribute::SENDER], m.ordering_key);
+        let id = &a[attribute::REQUEST_ID];
+        let r = records.iter().find(|r| &r.request_id == id).unwrap();
+        assert_eq!(a[attribute::AGENT], "rpcutil");
+        assert_eq!(a[attribute::COLLECTIVE], "mcollective");
+        assert_eq!(a[attribute::PROTOCOL], "2");
+        assert_eq!(a[attribute::KIND], "request");
+        assert_eq!(
+            a[attribute::TIME],
+            coro_core::protocol::output::rfc3339_nano(r.time_ns).unwrap()
+        );
+        assert_eq!(a[attribute::IDEMPOTENCY_KEY], r.idempotency_key());
+        per_key
+            .entry(m.ordering_key.clone())
+            .or_default()
+            .push(m.data.clone());
+    }
+    for sender in senders {
+        let want: Vec<Vec<u8>> = records
+            .iter()
+            .filter(|r| r.sender == sender)
+            .map(|r| encoding::encode(r, Encoding::ChoriaStreams).unwrap())
+            .collect();
+        assert_eq!(per_key[sender], want, "order of {sender}");
+    }
+}
+
+#[tokio::test]
+async fn oversize_rejected_missing_topic_rejected() {
+    let host = emulator();
+    let topic = unique("size");
+    create(&host, &topic).await;
+    let mut config = PubSubConfig::new(PROJECT, &topic);
+    config.max_message_bytes = 1000;
+    config.encoding = Encoding::Raw;
+    let sink = sink(config).await;
+    let mut records = vec![record("a", 1), record("a", 2), record("a", 3)];
+    records[1].body = bytes::Bytes::from(vec![b'x'; 2000]);
+    let outcomes = sink.oneshot(Batch::new(records)).await.unwrap();
+    assert_eq!(outcomes[0], Outcome::Delivered);
+    assert!(
+        matches!(&outcomes[1], Outcome::Reject { reason } if reason.contains("over the limit")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[2], Outcome::Delivered);
+    assert_eq!(
+        pull(&host, &topic, 2, Duration::from_secs(3)).await.len(),
+        2
+    );
+
+    // A missing topic: rejected (to the dead letter), and the paused ordering key is
+    // resumed, so the next batch gets its own answer rather than "paused".
+    let missing = sink_for_missing().await;
+    for _ in 0..2 {
+        let outcomes = missing
+            .clone()
+            .oneshot(Batch::new(vec![record("a", 1)]))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&outcomes[0], Outcome::Reject { reason } if reason.contains("not found") || reason.contains("NOT_FOUND") || reason.contains("Not found")),
+            "{outcomes:?}"
+        );
+    }
+}
+
+async fn sink_for_missing() -> PubSubSink {
+    sink(PubSubConfig::new(PROJECT, unique("missing"))).await
+}
+
+#[tokio::test]
+async fn online_check_finds_topic_and_write_access() {
+    let host = emulator();
+    let topic = unique("online");
+    create(&host, &topic).await;
+    let checks = super::check_online(&PubSubConfig::new(PROJECT, &topic)).await;
+    assert!(checks.iter().all(|c| c.is_ok()), "{checks:?}");
+    // Nothing was published by the check.
+    assert!(pull(&host, &topic, 1, Duration::from_millis(500))
+        .await
+        .is_empty());
+    let checks = super::check_online(&PubSubConfig::new(PROJECT, unique("nope"))).await;
+    assert!(
+        matches!(&checks[..], [Err(e)] if e.contains("does not exist")),
+        "{checks:?}"
+    );
+}
