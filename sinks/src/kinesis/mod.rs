@@ -21,3 +21,5 @@ pub use aws_sdk_kinesis;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throttling_proxy;
