@@ -57,11 +57,17 @@ pub struct Coro {
 impl Coro {
     /// Starts `coro run --config <config>` and waits until /readyz says ready.
     pub fn start(config: &Path, http: u16, log: &Path) -> Coro {
+        Coro::start_env(config, http, log, &[])
+    }
+
+    /// [`Coro::start`] with extra environment variables (a private emulator's host, say).
+    pub fn start_env(config: &Path, http: u16, log: &Path, env: &[(&str, &str)]) -> Coro {
         let out = std::fs::File::create(log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_coro"))
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()

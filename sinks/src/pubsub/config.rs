@@ -63,9 +63,10 @@ pub struct PubSubConfig {
     /// dead letter unsent. Default and most 10000000.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
-    /// How long a batch may wait for its results (the client's own retries included)
-    /// before the records still without one are retried by the pipeline. Default 10s;
-    /// keep it below the adapter's `[adapter.pipeline] timeout`.
+    /// How long the client may try to publish a message (its own retries of
+    /// transient errors included) before the record is answered "retry" and the
+    /// pipeline's retry takes over. A batch waits at most twice this for its results.
+    /// Default 10s; keep twice it below the adapter's `[adapter.pipeline] timeout`.
     #[serde(default = "default_timeout", with = "coro_core::config::duration")]
     pub timeout: Duration,
 }

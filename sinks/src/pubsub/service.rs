@@ -7,8 +7,8 @@
 //! dead letter; anything else (unavailable, deadline, throttling, shutdown, a paused
 //! ordering key) is Retried. A record larger than `max_message_bytes` is Rejected
 //! unsent. When a message with an ordering key fails, the client pauses that key (so
-//! later messages cannot overtake it); the sink resumes the key once the batch has
-//! all its results, so the retried records go out again in order.
+//! later messages of the batch cannot overtake it); the sink resumes the key once
+//! the batch has all its results, and the pipeline sends the failed ones again.
 
 use super::config::PubSubConfig;
 use super::metrics::SinkMetrics;
@@ -18,9 +18,11 @@ use coro_core::protocol::output::rfc3339_nano;
 use coro_core::sink::{Batch, Outcome, SinkError};
 use coro_core::Record;
 use futures::future::BoxFuture;
+use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::error::PublishError;
 use google_cloud_pubsub::model::Message;
+use google_cloud_pubsub::retry_policy::RetryableErrors;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -102,7 +104,13 @@ pub async fn publisher(config: &PubSubConfig) -> Result<Publisher, PubSubError> 
     let mut builder = Publisher::builder(topic.clone())
         .set_message_count_threshold(config.batch_messages.min(u32::MAX as usize) as u32)
         .set_byte_threshold(config.batch_bytes.min(u32::MAX as usize) as u32)
-        .set_delay_threshold(config.linger);
+        .set_delay_threshold(config.linger)
+        // The client's default retries transient errors for 10 minutes, on its own:
+        // a message the sink has given up on (and the pipeline sends again) would go
+        // out later anyway, twice and out of order. Bounded by the sink's timeout, the
+        // client answers every message within it, so one retry loop (the pipeline's)
+        // decides what is sent again.
+        .with_retry_policy(RetryableErrors.with_time_limit(config.timeout));
     if let Some(endpoint) = endpoint {
         builder = builder.with_endpoint(endpoint);
     }
@@ -293,7 +301,10 @@ impl Inner {
             mut outcomes,
             futures,
         } = pending;
-        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        // The client answers within `timeout` of sending; a message may first wait
+        // for the one ahead of it on its ordering key, hence the margin. Past this the
+        // client is stuck, and the records are retried by the pipeline.
+        let deadline = tokio::time::Instant::now() + self.config.timeout * 2 + self.config.linger;
         let mut paused = BTreeSet::new();
         for (i, key, future) in futures {
             let (name, outcome) = match tokio::time::timeout_at(deadline, future).await {
@@ -306,7 +317,7 @@ impl Inner {
                     "DEADLINE".to_string(),
                     Outcome::retry(format!(
                         "pubsub: no publish result within {:?}",
-                        self.config.timeout
+                        self.config.timeout * 2 + self.config.linger
                     )),
                 ),
             };

@@ -228,6 +228,56 @@ async fn oversize_rejected_missing_topic_rejected() {
     }
 }
 
+/// A failed publish pauses its ordering key in the client: the rest of that key's
+/// batch comes back to be retried, not published out of order; once the sink resumed
+/// the key, the retried records and the next ones go out, in order.
+#[tokio::test]
+async fn failed_ordering_key_is_resumed_and_keeps_order() {
+    let host = emulator();
+    let topic = unique("resume");
+    // No topic yet: the first publish fails with NOT_FOUND.
+    let sink = sink(PubSubConfig::new(PROJECT, &topic)).await;
+    let first: Vec<Record> = (0..4).map(|i| record("node1", i)).collect();
+    let outcomes = sink
+        .clone()
+        .oneshot(Batch::new(first.clone()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcomes[0], Outcome::Reject { .. }),
+        "{outcomes:?}"
+    );
+    let retried: Vec<Record> = first
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, Outcome::Retry { .. }))
+        .map(|(r, _)| r.clone())
+        .collect();
+    assert!(
+        outcomes[1..].iter().all(
+            |o| matches!(o, Outcome::Retry { reason, .. } if reason.contains("paused"))
+                || matches!(o, Outcome::Reject { .. })
+        ),
+        "{outcomes:?}"
+    );
+
+    create(&host, &topic).await;
+    let mut again = retried.clone();
+    again.extend((4..8).map(|i| record("node1", i)));
+    let outcomes = sink.oneshot(Batch::new(again.clone())).await.unwrap();
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Delivered),
+        "{outcomes:?}"
+    );
+    let got = pull(&host, &topic, again.len(), Duration::from_secs(5)).await;
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|m| m.attributes[attribute::REQUEST_ID].as_str())
+        .collect();
+    let want: Vec<&str> = again.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, want);
+}
+
 async fn sink_for_missing() -> PubSubSink {
     sink(PubSubConfig::new(PROJECT, unique("missing"))).await
 }
