@@ -277,21 +277,28 @@ impl tower::Service<Batch> for KafkaSink {
         // batch is not enqueued either: retrying only the one record would put it behind
         // its successors.
         let mut held_back: Option<Outcome> = None;
+        // One value buffer for the batch: librdkafka copies each value when enqueued.
+        let mut scratch = encode::Scratch::default();
         for (i, record) in batch.records.iter().enumerate() {
             if let Some(outcome) = &held_back {
                 outcomes[i] = outcome.clone();
                 continue;
             }
-            let message =
-                match encode::message(record, &inner.config, &inner.topic, inner.key.as_ref()) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        outcomes[i] = Outcome::reject(e.to_string());
-                        continue;
-                    }
-                };
+            let message = match encode::message_in(
+                record,
+                &inner.config,
+                &inner.topic,
+                inner.key.as_ref(),
+                &mut scratch,
+            ) {
+                Ok(m) => m,
+                Err(e) => {
+                    outcomes[i] = Outcome::reject(e.to_string());
+                    continue;
+                }
+            };
             let mut fr: FutureRecord<'_, str, [u8]> =
-                FutureRecord::to(&message.topic).payload(&message.payload[..]);
+                FutureRecord::to(&message.topic).payload(message.payload);
             if let Some(key) = &message.key {
                 fr = fr.key(key.as_ref());
             }
