@@ -10,8 +10,10 @@
 //!   `choria.federation.bench.collective` on the collective server, counted on the
 //!   client's reply subject on the federation server;
 //! * through a raw relay (one async-nats subscription on one server, publishing every
-//!   payload unchanged on the other), and through the federation broker (10 workers per
-//!   stage, hardening on, the request rate limit off so it does not cap the figure).
+//!   payload unchanged on the other), and through the federation broker (Coro's
+//!   defaults: 10 workers per direction on one connection per stage and side, run by
+//!   one task per direction; hardening on; the request rate limit off so it does not
+//!   cap the figure). `CORO_BENCH_WORKERS` and `CORO_BENCH_CONNECTIONS` change those.
 //!
 //! The publisher keeps at most `WINDOW` messages between publishing and arrival, so
 //! nothing is dropped on either path and the figure is what each forwards, not what a

@@ -23,7 +23,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `plugin.coro.federation.workers` | `10` | workers per direction, as Go's fixed 10: worker `i` is ingest `i`, transformer `i` and egest `i`, with its own queue subscription |
-//! | `plugin.coro.federation.connections` | `1` | NATS connections per stage and side that the workers share (at most `workers`); Go opens one per worker (`= workers`, 40 connections); more helps only when one connection's reader is the limit |
+//! | `plugin.coro.federation.connections` | `1` | NATS connections per stage and side that the workers share (at most `workers`); Go opens one per worker (`= workers`, 40 connections). The workers on one ingest connection run in one task, so this is also how many tasks forward each direction: more helps only when one task or one connection's reader is the limit |
 //! | `plugin.coro.federation.hardening` | `true` | the default of the checks below; `false` forwards what Go forwards |
 //! | `plugin.coro.federation.check_subjects` | hardening | request targets must be `<collective>.broadcast.agent.<agent>`, `<collective>.broadcast.service.<agent>` or `<collective>.node.<identity>`; reply subjects must have a `reply` token after the first (`<collective>.reply.…`, as the Ruby broker required) or match `allowed_reply_subjects`; neither may be a `choria.federation.` subject or hold wildcards |
 //! | `plugin.coro.federation.allowed_reply_subjects` | none | comma list of NATS subject patterns (`*`, `>`) also accepted as reply subjects, e.g. the subjects of a stream that collects asynchronous replies: `choria.replies.>` |
@@ -98,7 +98,7 @@ pub struct FederationConfig {
     /// Workers per stage and direction.
     pub workers: usize,
     /// NATS connections per stage and side, shared by that stage's workers (at most
-    /// one per worker).
+    /// one per worker); also the tasks per direction that run the workers.
     pub connections: usize,
     /// The checks Go does not make.
     pub hardening: Hardening,

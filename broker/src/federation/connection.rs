@@ -5,7 +5,7 @@
 use super::config::ClientTls;
 use super::metrics::FederationMetrics;
 use super::{FederationError, Side};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 pub(crate) struct Connection {
     pub client: async_nats::Client,
     servers: Arc<[String]>,
-    url: Arc<RwLock<Arc<str>>>,
-    /// Set on every (re)connect: the URL is looked up again on next use.
-    stale: Arc<AtomicBool>,
+    /// The URL, and the [`generation`](Self::generation) it was looked up in.
+    url: Arc<RwLock<(u64, Arc<str>)>>,
+    /// Counts (re)connects: the URL is looked up again on next use after one.
+    generation: Arc<AtomicU64>,
 }
 
 /// What a connection is for.
@@ -43,13 +44,13 @@ impl Connection {
             reason,
         };
         let addrs = coro_sinks::nats::servers(spec.servers).map_err(fail)?;
-        let stale = Arc::new(AtomicBool::new(true));
+        let generation = Arc::new(AtomicU64::new(0));
         let mut options = async_nats::ConnectOptions::new()
             .name(spec.name)
             .connection_timeout(spec.timeout)
             .subscription_capacity(spec.subscription_capacity.max(1))
             .event_callback({
-                let stale = stale.clone();
+                let generation = generation.clone();
                 let m = spec.metrics.clone();
                 let (cluster, name) = (spec.cluster.to_string(), spec.name.to_string());
                 let dropped = spec.metrics.dropped.with_label_values(&[
@@ -59,14 +60,14 @@ impl Connection {
                 ]);
                 let disconnected = Arc::new(AtomicBool::new(false));
                 move |event| {
-                    let (stale, m, dropped) = (stale.clone(), m.clone(), dropped.clone());
+                    let (generation, m, dropped) = (generation.clone(), m.clone(), dropped.clone());
                     let disconnected = disconnected.clone();
                     let (cluster, name) = (cluster.clone(), name.clone());
                     async move {
                         let side = side.as_str();
                         match event {
                             async_nats::Event::Connected => {
-                                stale.store(true, Ordering::Relaxed);
+                                generation.fetch_add(1, Ordering::Relaxed);
                                 if disconnected.swap(false, Ordering::Relaxed) {
                                     m.reconnections.inc();
                                 }
@@ -137,12 +138,14 @@ impl Connection {
             .connect_time
             .observe(started.elapsed().as_secs_f64());
         Ok(Connection {
-            url: Arc::new(RwLock::new(Arc::from(
-                spec.servers.first().map_or("unknown", String::as_str),
+            // Looked up on first use: no generation is u64::MAX.
+            url: Arc::new(RwLock::new((
+                u64::MAX,
+                Arc::from(spec.servers.first().map_or("unknown", String::as_str)),
             ))),
             client,
             servers: spec.servers.into(),
-            stale,
+            generation,
         })
     }
 
@@ -171,14 +174,23 @@ impl Connection {
     /// The URL of the server this connection is on, as Go's `ConnectedServer()`: the
     /// configured URL that the server's host and port match, else one built from them.
     pub fn connected_url(&self) -> Arc<str> {
-        // A plain load first: workers sharing the connection read it for every message.
-        if self.stale.load(Ordering::Relaxed) && self.stale.swap(false, Ordering::Relaxed) {
-            let info = self.client.server_info();
-            let url: Arc<str> = Arc::from(connected_url(&self.servers, &info.host, info.port));
-            *self.url.write().unwrap_or_else(|p| p.into_inner()) = url.clone();
-            return url;
+        let generation = self.generation();
+        {
+            let url = self.url.read().unwrap_or_else(|p| p.into_inner());
+            if url.0 == generation {
+                return url.1.clone();
+            }
         }
-        self.url.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let info = self.client.server_info();
+        let url: Arc<str> = Arc::from(connected_url(&self.servers, &info.host, info.port));
+        *self.url.write().unwrap_or_else(|p| p.into_inner()) = (generation, url.clone());
+        url
+    }
+
+    /// Changes on every (re)connect: one atomic load, so that workers can keep what
+    /// they derive from [`connected_url`](Self::connected_url) until it changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 }
 

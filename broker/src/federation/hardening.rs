@@ -9,6 +9,24 @@ use std::time::Instant;
 /// A literal NATS subject: tokens separated by single dots, none empty, no wildcards,
 /// whitespace or control characters.
 fn is_literal(subject: &str) -> bool {
+    // Byte by byte while ASCII (every subject Choria makes): whitespace and control
+    // characters are the bytes up to space, and DEL. Starting as if after a dot, an
+    // empty subject, or an empty first or last token, fails.
+    let mut prev = b'.';
+    for &c in subject.as_bytes() {
+        if c >= 0x80 {
+            return is_literal_unicode(subject);
+        }
+        if c <= b' ' || c == 0x7f || c == b'*' || c == b'>' || (c == b'.' && prev == b'.') {
+            return false;
+        }
+        prev = c;
+    }
+    prev != b'.'
+}
+
+/// [`is_literal`] for subjects with characters beyond ASCII.
+fn is_literal_unicode(subject: &str) -> bool {
     !subject.is_empty()
         && !subject
             .chars()
@@ -37,14 +55,9 @@ pub fn is_choria_target(subject: &str) -> bool {
 /// `<collective>.reply.<hash>.<pid>.<n>` from Ruby), literal, and not one of the
 /// federation's own subjects.
 pub fn is_reply_subject(subject: &str) -> bool {
-    if !is_literal(subject) || is_federation_subject(subject) {
-        return false;
-    }
-    let tokens = subject.split('.').count();
-    subject
-        .split('.')
-        .enumerate()
-        .any(|(i, t)| t == "reply" && i >= 1 && i + 1 < tokens)
+    // In a literal subject (no empty tokens) a `reply` token with tokens before and
+    // after it is a `.reply.`.
+    is_literal(subject) && !is_federation_subject(subject) && subject.contains(".reply.")
 }
 
 /// `choria.federation.…`: the brokers' own subjects, never a target or reply.
@@ -92,10 +105,20 @@ impl ReplyPolicy {
 /// its processor starts with `<identity> (` and names `transformer` (Go's hop text,
 /// `<identity> (choria_nats_ingest:i, choria_request_transformer:j, ...)`).
 pub fn passed_before(hops: &[Hop], identity_prefix: &str, transformer: &str) -> bool {
-    hops.iter().any(|hop| {
-        hop.get(1)
-            .is_some_and(|p| p.starts_with(identity_prefix) && p.contains(transformer))
-    })
+    passed_before_processors(
+        hops.iter().filter_map(|hop| hop.get(1).map(String::as_str)),
+        identity_prefix,
+        transformer,
+    )
+}
+
+/// [`passed_before`] over the hops' processors (their second elements).
+pub fn passed_before_processors<'a>(
+    mut processors: impl Iterator<Item = &'a str>,
+    identity_prefix: &str,
+    transformer: &str,
+) -> bool {
+    processors.any(|p| p.starts_with(identity_prefix) && p.contains(transformer))
 }
 
 /// A token bucket shared by the workers of one direction.

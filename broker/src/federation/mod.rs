@@ -13,7 +13,9 @@
 //! Each direction is a pool of workers (10 by default, as Go), each an ingest, a
 //! transformer and an egest with its own queue subscription; the workers of a stage
 //! share NATS connections (one per stage and side by default, one per worker as Go
-//! with `plugin.coro.federation.connections`). See [`config`] for the keys.
+//! with `plugin.coro.federation.connections`), and the workers on one ingest
+//! connection run in one task (a message is never handed between tasks). See
+//! [`config`] for the keys.
 //!
 //! * **Request side**: a client publishes a transport whose `federation` header lists
 //!   the target subjects (one broadcast subject, or up to 200 `<collective>.node.<id>`
@@ -56,6 +58,7 @@ mod connection;
 pub mod hardening;
 pub mod metrics;
 mod pipeline;
+mod splice;
 mod wire;
 
 pub use config::{ClientTls, FederationConfig, Hardening, RateLimit};
@@ -283,13 +286,24 @@ impl FederationBroker {
         for conn in &ins {
             conn.round_trip(self.connect_timeout).await.map_err(fail)?;
         }
-        for (i, (conn, subscription)) in subscriptions.into_iter().enumerate() {
-            let out = outs[i % outs.len().max(1)].clone();
+        // One task per ingest connection runs the workers on it (see
+        // `pipeline::worker`); it publishes on the egest connection of the same index.
+        let mut tasks: Vec<(Connection, Vec<(usize, async_nats::Subscriber)>)> =
+            ins.iter().map(|c| (c.clone(), Vec::new())).collect();
+        for (i, (_, subscription)) in subscriptions.into_iter().enumerate() {
+            if let Some((_, workers)) = tasks.get_mut(i % ins.len().max(1)) {
+                workers.push((i, subscription));
+            }
+        }
+        for (c, (conn, workers)) in tasks.into_iter().enumerate() {
+            if workers.is_empty() {
+                continue;
+            }
+            let out = outs[c % outs.len().max(1)].clone();
             self.workers_running.push(tokio::spawn(pipeline::worker(
                 ctx.clone(),
-                i,
+                workers,
                 conn,
-                subscription,
                 out,
                 stopped.clone(),
             )));

@@ -16,15 +16,21 @@
 
 use super::config::Hardening;
 use super::connection::Connection;
-use super::hardening::{is_choria_target, passed_before, ReplyPolicy, TokenBucket};
+use super::hardening::{
+    is_choria_target, passed_before, passed_before_processors, ReplyPolicy, TokenBucket,
+};
 use super::metrics::{FederationMetrics, WorkerMetrics};
-use super::wire::{not_a_transport, Wire};
+use super::splice::{hop_json, List, Splice, Strs};
+use super::wire::{not_a_transport, sub, Wire};
 use super::Side;
 use coro_core::protocol::federation::{self, hop_processor, FederationError as Rewrite};
 use coro_core::protocol::{v1, v2, Protocol, Version};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use prometheus::local::{LocalHistogram, LocalIntCounter};
+use prometheus::IntCounter;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -125,13 +131,109 @@ impl Reason {
     }
 }
 
-/// A message on its way through the stages (Go's `chainmessage`).
-pub(crate) struct Chain {
-    transport: Wire,
-    request_id: String,
-    targets: Vec<String>,
-    /// The server ingest received it from: the hop's first element.
-    in_server: Arc<str>,
+/// A transport in flight: edited where it lies when it is the usual compact form
+/// ([`Splice`]), else decoded ([`Wire`]).
+pub(crate) enum Msg<'a> {
+    Splice(Splice<'a>),
+    Wire(Wire),
+}
+
+impl<'a> Msg<'a> {
+    fn request_id(&self) -> Option<&str> {
+        match self {
+            Msg::Splice(s) => s.federation_request_id(),
+            Msg::Wire(w) => w.federation_request_id(),
+        }
+    }
+
+    fn sender(&self) -> &str {
+        match self {
+            Msg::Splice(s) => s.sender(),
+            Msg::Wire(w) => w.sender(),
+        }
+    }
+
+    /// The client's reply subject once the request transformer moved it.
+    fn federation_reply_to(&self) -> &str {
+        match self {
+            Msg::Splice(s) => s.federation_reply_to(),
+            Msg::Wire(w) => w.federation_reply_to(),
+        }
+    }
+
+    fn passed_before(&self, identity_prefix: &str, transformer: &str) -> bool {
+        match self {
+            Msg::Splice(s) => {
+                passed_before_processors(s.hop_processors(), identity_prefix, transformer)
+            }
+            Msg::Wire(w) => passed_before(w.hops(), identity_prefix, transformer),
+        }
+    }
+
+    fn transform(
+        &mut self,
+        direction: Direction,
+        collective: &'a str,
+    ) -> Result<Targets<'a>, Rewrite> {
+        match (self, direction) {
+            (Msg::Splice(s), Direction::Request) => {
+                s.transform_request(collective).map(Targets::List)
+            }
+            (Msg::Splice(s), Direction::Reply) => s.transform_reply().map(Targets::One),
+            (Msg::Wire(w), Direction::Request) => {
+                w.transform_request_to(collective).map(Targets::Owned)
+            }
+            (Msg::Wire(w), Direction::Reply) => w.transform_reply().map(Targets::Owned),
+        }
+    }
+}
+
+/// The subjects a message goes to.
+pub(crate) enum Targets<'a> {
+    List(List<'a>),
+    One(&'a str),
+    Owned(Vec<String>),
+}
+
+impl<'a> Targets<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Targets::List(l) => l.len(),
+            Targets::One(_) => 1,
+            Targets::Owned(v) => v.len(),
+        }
+    }
+
+    fn first(&self) -> Option<&str> {
+        self.iter().next()
+    }
+
+    fn iter(&self) -> TargetIter<'_, 'a> {
+        match self {
+            Targets::List(l) => TargetIter::List(l.iter()),
+            Targets::One(t) => TargetIter::One(Some(t)),
+            Targets::Owned(v) => TargetIter::Owned(v.iter()),
+        }
+    }
+}
+
+/// The subjects of [`Targets`], without boxing.
+pub(crate) enum TargetIter<'t, 'a> {
+    List(Strs<'a>),
+    One(Option<&'a str>),
+    Owned(std::slice::Iter<'t, String>),
+}
+
+impl<'t, 'a: 't> Iterator for TargetIter<'t, 'a> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        match self {
+            TargetIter::List(l) => l.next(),
+            TargetIter::One(t) => t.take(),
+            TargetIter::Owned(v) => v.next().map(String::as_str),
+        }
+    }
 }
 
 /// What every worker of one direction shares.
@@ -220,11 +322,11 @@ impl Context {
 
     /// Ingest: the rate limit, then Go's checks: a transport of either version with a
     /// federation header.
-    fn accept(
+    fn accept<'a>(
         &self,
         subject: &str,
-        payload: &axum::body::Bytes,
-    ) -> Result<(Wire, String), (Reason, String)> {
+        payload: &'a axum::body::Bytes,
+    ) -> Result<Msg<'a>, (Reason, String)> {
         if let Some(bucket) = &self.bucket {
             if !bucket.try_take() {
                 return Err((
@@ -233,39 +335,33 @@ impl Context {
                 ));
             }
         }
-        let transport = transport_version(payload)
+        let invalid = |e: coro_core::protocol::DecodeError| {
+            (
+                Reason::Invalid,
+                format!("could not parse the message on {subject} into a transport: {e}"),
+            )
+        };
+        let version = transport_version(payload)
             .ok_or_else(not_a_transport)
-            .and_then(|v| Wire::decode(v, payload))
-            .map_err(|e| {
-                (
-                    Reason::Invalid,
-                    format!("could not parse the message on {subject} into a transport: {e}"),
-                )
-            })?;
-        let Some(request_id) = transport.federation_request_id() else {
+            .map_err(invalid)?;
+        let transport = match Splice::parse(version, payload) {
+            Some(s) => Msg::Splice(s),
+            None => Msg::Wire(Wire::decode(version, payload).map_err(invalid)?),
+        };
+        if transport.request_id().is_none() {
             return Err((
                 Reason::NotFederated,
                 format!("received a message on {subject} that was not federated"),
             ));
-        };
-        let request_id = request_id.to_string();
-        Ok((transport, request_id))
+        }
+        Ok(transport)
     }
 
     /// The transformer's work: Go's rewrite, then the hardening checks.
-    fn transform(&self, cm: &mut Chain) -> Result<(), (Reason, String)> {
-        let id = &cm.request_id;
-        // The client's reply subject, either way: the request's own reply-to, or the
-        // one the reply carries back.
-        let client_reply_to = match self.direction {
-            Direction::Request => cm.transport.reply_to().to_string(),
-            Direction::Reply => String::new(),
-        };
-        let rewritten = match self.direction {
-            Direction::Request => cm.transport.transform_request(&self.cluster),
-            Direction::Reply => cm.transport.transform_reply(),
-        };
-        let sender = cm.transport.sender();
+    fn transform<'a>(&'a self, msg: &mut Msg<'a>) -> Result<Targets<'a>, (Reason, String)> {
+        let rewritten = msg.transform(self.direction, &self.collective_subject);
+        let id = msg.request_id().unwrap_or_default();
+        let sender = msg.sender();
         let targets = rewritten.map_err(|e| match e {
             Rewrite::NotFederated => (
                 Reason::NotFederated,
@@ -280,13 +376,7 @@ impl Context {
                 format!("received a message {id} with no reply-to set"),
             ),
         })?;
-        if self.loop_guard
-            && passed_before(
-                cm.transport.hops(),
-                &self.hop_prefix,
-                self.direction.transformer(),
-            )
-        {
+        if self.loop_guard && msg.passed_before(&self.hop_prefix, self.direction.transformer()) {
             return Err((
                 Reason::Loop,
                 format!(
@@ -295,9 +385,11 @@ impl Context {
                 ),
             ));
         }
+        // The client's reply subject, either way: the request's own reply-to (now in
+        // the federation header), or the one the reply carries back.
         let reply_to = match self.direction {
-            Direction::Request => client_reply_to.as_str(),
-            Direction::Reply => targets.first().map_or("", String::as_str),
+            Direction::Request => msg.federation_reply_to(),
+            Direction::Reply => targets.first().unwrap_or_default(),
         };
         if self.direction == Direction::Request
             && self.max_targets > 0
@@ -328,8 +420,7 @@ impl Context {
                 ));
             }
         }
-        cm.targets = targets;
-        Ok(())
+        Ok(targets)
     }
 
     /// The subject servers reply to in this cluster.
@@ -364,48 +455,92 @@ pub(crate) fn transport_version(payload: &[u8]) -> Option<Version> {
     }
 }
 
-/// One worker of a direction: ingest `i`, transformer `i` and egest `i` in one task
-/// (the "pool of 10, 3 micro services each" Choria's docs describe), so a message
-/// goes from the subscription to its targets without a hand-off between tasks. Each
-/// stage counts in its own series (`nats_ingest`, `choria_<side>_transformer`,
-/// `nats_egest`, worker `i`), as Go's separate pools do. Runs until `stop`, then
-/// drains its subscription: what the client already holds is still forwarded.
+/// The workers of a direction that share an ingest connection (all of them with the
+/// default one connection), in one task: worker `i` is ingest `i`, transformer `i`
+/// and egest `i` with its own queue subscription (the "pool of 10, 3 micro services
+/// each" Choria's docs describe), and each stage counts in its own series
+/// (`nats_ingest`, `choria_<side>_transformer`, `nats_egest`, worker `i`), as Go's
+/// separate pools do. A message goes from a subscription to its targets without a
+/// hand-off between tasks, and the task takes what its subscriptions hold in turn
+/// before it waits. One task per connection, not per worker: a connection's messages
+/// arrive one after another from its reader anyway, and ten tasks each woken for
+/// every tenth message cost a 2-core host a third more CPU per message than one task
+/// taking them in bursts (measured; see benches/RESULTS.md). `connections` sets how
+/// many tasks run, up to one per worker as Go. Runs until `stop`, then drains the
+/// subscriptions: what the client already holds is still forwarded.
 pub(crate) async fn worker(
     ctx: Arc<Context>,
-    i: usize,
+    workers: Vec<(usize, async_nats::Subscriber)>,
     input: Connection,
-    mut subscription: async_nats::Subscriber,
     output: Connection,
     mut stop: watch::Receiver<bool>,
 ) {
-    let stages = Stages {
-        ingest: ctx.worker_metrics("nats_ingest", i, ctx.direction.ingest_side().as_str()),
-        transform: ctx.worker_metrics(ctx.direction.transformer(), i, "unconnected"),
-        egest: ctx.worker_metrics("nats_egest", i, ctx.direction.egest_side().as_str()),
-        processor: hop_processor(&ctx.identity, ctx.direction.hop_side(), i, i, i),
-    };
-    loop {
-        if *stop.borrow() {
-            break;
+    /// Messages taken from one subscription before the next one's turn.
+    const TURN: usize = 32;
+    let mut slots: Vec<(async_nats::Subscriber, Stages)> = workers
+        .into_iter()
+        .map(|(i, subscription)| (subscription, Stages::new(&ctx, i)))
+        .collect();
+    // When one message follows another with no wait, the clock read that ended the
+    // last one starts the next (one read fewer per message under load).
+    let mut last_end = None;
+    'run: loop {
+        // What the client already holds goes first, subscription by subscription,
+        // with an atomic load per message for the stop signal.
+        let mut any = false;
+        for (subscription, stages) in &mut slots {
+            for _ in 0..TURN {
+                if stop.has_changed().unwrap_or(true) && *stop.borrow_and_update() {
+                    break 'run;
+                }
+                let msg = match subscription.next().now_or_never() {
+                    Some(Some(m)) => m,
+                    Some(None) => break 'run,
+                    None => break,
+                };
+                let started = last_end.unwrap_or_else(Instant::now);
+                last_end = Some(forward(&ctx, stages, &input, &output, msg, started).await);
+                any = true;
+            }
         }
-        let msg = tokio::select! {
+        if any {
+            continue;
+        }
+        // Nothing held: count what was buffered, and wait for any subscription (or
+        // stop; a select registers with the stop signal's lock, so only when idle).
+        slots.iter_mut().for_each(|(_, stages)| stages.flush());
+        last_end = None;
+        let next = std::future::poll_fn(|cx| {
+            for (k, (subscription, _)) in slots.iter_mut().enumerate() {
+                if let Poll::Ready(msg) = subscription.poll_next_unpin(cx) {
+                    return Poll::Ready((k, msg));
+                }
+            }
+            Poll::Pending
+        });
+        let (k, msg) = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            msg = subscription.next() => match msg {
-                Some(m) => m,
-                None => break,
-            },
+            next = next => next,
         };
-        forward(&ctx, &stages, &input, &output, msg).await;
+        let Some(msg) = msg else {
+            break;
+        };
+        if let Some((_, stages)) = slots.get_mut(k) {
+            last_end = Some(forward(&ctx, stages, &input, &output, msg, Instant::now()).await);
+        }
     }
     // No more from the server; what the client holds for us still goes out. A side
     // that is down cannot confirm a drain or take a flush: nothing to wait for then.
     let up =
         |c: &Connection| c.client.connection_state() == async_nats::connection::State::Connected;
-    if up(&input) && subscription.drain().await.is_ok() {
-        while let Some(msg) = subscription.next().await {
-            forward(&ctx, &stages, &input, &output, msg).await;
+    for (subscription, stages) in &mut slots {
+        if up(&input) && subscription.drain().await.is_ok() {
+            while let Some(msg) = subscription.next().await {
+                forward(&ctx, stages, &input, &output, msg, Instant::now()).await;
+            }
         }
+        stages.flush();
     }
     if up(&output) {
         let _ = output.client.flush().await;
@@ -413,88 +548,205 @@ pub(crate) async fn worker(
     tracing::debug!(
         cluster = ctx.cluster,
         direction = ctx.direction.as_str(),
-        worker = i,
-        "worker stopped"
+        workers = ?slots.iter().map(|(_, s)| s.worker).collect::<Vec<_>>(),
+        "workers stopped"
     );
 }
 
-/// A worker's series per stage, and the processor text of its hop.
+/// Messages a worker counts and times on its own before adding them to the shared
+/// series.
+const BUFFERED: u32 = 256;
+
+/// A worker's series per stage, and its hop.
 struct Stages {
+    worker: usize,
     ingest: WorkerMetrics,
     transform: WorkerMetrics,
     egest: WorkerMetrics,
-    processor: String,
+    /// The stages' times and counts of forwarded messages (`received` of ingest,
+    /// transform and egest, and egest's `published`), kept by the worker (no atomic
+    /// operations per message) and added to the shared series when it waits for
+    /// messages or every [`BUFFERED`] messages. Errors count at once.
+    times: [LocalHistogram; 3],
+    received: [LocalIntCounter; 3],
+    published: Option<LocalIntCounter>,
+    buffered: u32,
+    hop: HopCache,
+    /// Where the headers are written, kept between messages.
+    scratch: Vec<u8>,
 }
 
-/// One message through the three stages.
+impl Stages {
+    fn new(ctx: &Context, i: usize) -> Self {
+        let ingest = ctx.worker_metrics("nats_ingest", i, ctx.direction.ingest_side().as_str());
+        let transform = ctx.worker_metrics(ctx.direction.transformer(), i, "unconnected");
+        let egest = ctx.worker_metrics("nats_egest", i, ctx.direction.egest_side().as_str());
+        let times = [
+            ingest.time.local(),
+            transform.time.local(),
+            egest.time.local(),
+        ];
+        let received = [
+            ingest.received.local(),
+            transform.received.local(),
+            egest.received.local(),
+        ];
+        let published = egest.published.as_ref().map(IntCounter::local);
+        Stages {
+            worker: i,
+            ingest,
+            transform,
+            egest,
+            times,
+            received,
+            published,
+            buffered: 0,
+            scratch: Vec::new(),
+            hop: HopCache {
+                processor: hop_processor(&ctx.identity, ctx.direction.hop_side(), i, i, i),
+                generations: None,
+                in_server: Arc::from(""),
+                out_server: Arc::from(""),
+                json: Vec::new(),
+            },
+        }
+    }
+
+    /// Records one message's stage times `[ingest, transform, egest]` (`None`: the
+    /// stage did not run).
+    fn observe(&mut self, times: [Option<Duration>; 3]) {
+        for (h, t) in self.times.iter().zip(times) {
+            if let Some(t) = t {
+                h.observe(t.as_secs_f64());
+            }
+        }
+        self.buffered += 1;
+        if self.buffered >= BUFFERED {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.buffered > 0 {
+            self.times.iter().for_each(LocalHistogram::flush);
+            self.received.iter().for_each(LocalIntCounter::flush);
+            if let Some(p) = &self.published {
+                p.flush();
+            }
+            self.buffered = 0;
+        }
+    }
+}
+
+/// This worker's hop `[in server, processor, out server]`, written once per
+/// (re)connect of either connection instead of once per message.
+struct HopCache {
+    processor: String,
+    /// The connections' generations the servers were looked up in.
+    generations: Option<(u64, u64)>,
+    in_server: Arc<str>,
+    out_server: Arc<str>,
+    /// The hop as Go writes it.
+    json: Vec<u8>,
+}
+
+impl HopCache {
+    fn refresh(&mut self, input: &Connection, output: &Connection) {
+        let now = (input.generation(), output.generation());
+        if self.generations != Some(now) {
+            self.in_server = input.connected_url();
+            self.out_server = output.connected_url();
+            self.json = hop_json([&self.in_server, &self.processor, &self.out_server]);
+            self.generations = Some(now);
+        }
+    }
+}
+
+/// One message through the three stages, from `started`; returns when it ended.
 async fn forward(
     ctx: &Context,
-    stages: &Stages,
+    stages: &mut Stages,
     input: &Connection,
     output: &Connection,
     msg: async_nats::Message,
-) {
+    started: Instant,
+) -> Instant {
     // Ingest: a federated transport.
-    let started = Instant::now();
-    let accepted = ctx.accept(&msg.subject, &msg.payload);
-    drop(msg);
-    let (transport, request_id) = match accepted {
-        Ok(ok) => ok,
+    let mut transport = match ctx.accept(&msg.subject, &msg.payload) {
+        Ok(t) => t,
         Err((reason, what)) => {
             ctx.drop_message(&stages.ingest.errors, reason, &what);
-            stages.ingest.time.observe(started.elapsed().as_secs_f64());
-            return;
+            let now = Instant::now();
+            stages.observe([Some(now - started), None, None]);
+            return now;
         }
     };
-    let mut cm = Chain {
-        transport,
-        request_id,
-        targets: Vec::new(),
-        in_server: input.connected_url(),
-    };
-    stages.ingest.received.inc();
-    let now = Instant::now();
-    stages.ingest.time.observe((now - started).as_secs_f64());
+    stages.received[0].inc();
+    let ingested = Instant::now();
 
     // Transform: Go's rewrite and the hardening checks.
-    let started = now;
-    let transformed = ctx.transform(&mut cm);
+    let transformed = ctx.transform(&mut transport);
     let now = Instant::now();
-    stages.transform.time.observe((now - started).as_secs_f64());
-    if let Err((reason, what)) = transformed {
-        ctx.drop_message(&stages.transform.errors, reason, &what);
-        return;
-    }
-    stages.transform.received.inc();
+    let times = [Some(ingested - started), Some(now - ingested)];
+    let targets = match transformed {
+        Ok(t) => t,
+        Err((reason, what)) => {
+            ctx.drop_message(&stages.transform.errors, reason, &what);
+            stages.observe([times[0], times[1], None]);
+            return now;
+        }
+    };
+    stages.received[1].inc();
     tracing::debug!(
-        request_id = cm.request_id,
-        sender = cm.transport.sender(),
-        targets = cm.targets.len(),
+        request_id = transport.request_id(),
+        sender = transport.sender(),
+        targets = targets.len(),
         "{} message",
         ctx.direction.as_str()
     );
 
     // Egest: the hop, then the same bytes to every target.
     let started = now;
-    stages.egest.received.inc();
-    cm.transport
-        .record_hop(&cm.in_server, &stages.processor, &output.connected_url());
-    // One buffer for every target (axum re-exports the `bytes` crate NATS uses).
-    let payload = axum::body::Bytes::from(cm.transport.encode());
-    for target in cm.targets {
-        match output.client.publish(target, payload.clone()).await {
+    stages.received[2].inc();
+    stages.hop.refresh(input, output);
+    let hop = &stages.hop;
+    let encoded = match &mut transport {
+        Msg::Splice(s) => s.encode_with_hop(&hop.json, &mut stages.scratch),
+        Msg::Wire(w) => {
+            w.record_hop(&hop.in_server, &hop.processor, &hop.out_server);
+            w.encode()
+        }
+    };
+    // One buffer for every target (axum re-exports the `bytes` crate NATS uses); the
+    // last target takes it, so one target costs no reference count.
+    let mut payload = axum::body::Bytes::from(encoded);
+    let last = targets.len().saturating_sub(1);
+    for (k, target) in targets.iter().enumerate() {
+        let body = if k < last {
+            payload.clone()
+        } else {
+            std::mem::take(&mut payload)
+        };
+        // The subject as a slice of the received message where it is one (no copy).
+        let subject = sub(&msg.payload, target.as_bytes())
+            .and_then(|b| async_nats::Subject::from_utf8(b).ok())
+            .unwrap_or_else(|| async_nats::Subject::from(target));
+        match output.client.publish(subject, body).await {
             Ok(()) => {
-                if let Some(p) = &stages.egest.published {
+                if let Some(p) = &stages.published {
                     p.inc();
                 }
             }
             Err(e) => {
-                let what = format!("could not publish message '{}': {e}", cm.request_id);
+                let id = transport.request_id().unwrap_or_default();
+                let what = format!("could not publish message '{id}': {e}");
                 ctx.drop_message(&stages.egest.errors, Reason::Publish, &what);
             }
         }
     }
-    stages.egest.time.observe(started.elapsed().as_secs_f64());
+    let now = Instant::now();
+    stages.observe([times[0], times[1], Some(now - started)]);
+    now
 }
 
 /// Logs at most once per period, with a count of what was held back, so a flood of bad

@@ -11,7 +11,7 @@
 //! which the tests check.
 
 use coro_core::gojson::GoFormatter;
-use coro_core::protocol::federation::{collective_subject, FederationError as Rewrite};
+use coro_core::protocol::federation::FederationError as Rewrite;
 use coro_core::protocol::{v1, v2, DecodeError, Hop, Layer, Reason, Transport, Version};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -190,10 +190,23 @@ impl Wire {
     }
 
     /// `reply-to` / `reply`.
+    #[cfg(test)]
     pub fn reply_to(&self) -> &str {
         match &self.headers {
             Headers::V1(h) => &h.reply_to,
             Headers::V2(h) => h.as_ref().map_or("", |h| &h.reply),
+        }
+    }
+
+    /// The federation header's `reply-to` / `reply` ("" without one): the client's
+    /// reply subject once the request transformer moved it there.
+    pub fn federation_reply_to(&self) -> &str {
+        match &self.headers {
+            Headers::V1(h) => h.federation.as_ref().map_or("", |f| f.reply_to.as_str()),
+            Headers::V2(h) => h
+                .as_ref()
+                .and_then(|h| h.federation.as_ref())
+                .map_or("", |f| f.reply.as_str()),
         }
     }
 
@@ -221,7 +234,16 @@ impl Wire {
     /// Go's request transformer, in place (core's `transform_request`): the targets
     /// come out, `reply-to` moves into the federation header and becomes the cluster's
     /// collective subject.
+    #[cfg(test)]
     pub fn transform_request(&mut self, cluster: &str) -> Result<Vec<String>, Rewrite> {
+        self.transform_request_to(&coro_core::protocol::federation::collective_subject(
+            cluster,
+        ))
+    }
+
+    /// [`transform_request`](Self::transform_request) with the collective subject
+    /// made once by the caller.
+    pub fn transform_request_to(&mut self, collective: &str) -> Result<Vec<String>, Rewrite> {
         let (reply_to, targets, fed_reply_to) = match &mut self.headers {
             Headers::V1(h) => {
                 let f = h.federation.as_mut().ok_or(Rewrite::NotFederated)?;
@@ -239,7 +261,7 @@ impl Wire {
         if reply_to.is_empty() {
             return Err(Rewrite::NoReplyTo);
         }
-        *fed_reply_to = std::mem::replace(reply_to, collective_subject(cluster));
+        *fed_reply_to = std::mem::replace(reply_to, collective.to_string());
         Ok(std::mem::take(targets))
     }
 
@@ -272,7 +294,7 @@ impl Wire {
 }
 
 /// `part` of `payload` without a copy; `None` when it is not inside it.
-fn sub(payload: &axum::body::Bytes, part: &[u8]) -> Option<axum::body::Bytes> {
+pub(crate) fn sub(payload: &axum::body::Bytes, part: &[u8]) -> Option<axum::body::Bytes> {
     let base = payload.as_ptr() as usize;
     let start = (part.as_ptr() as usize).checked_sub(base)?;
     let end = start.checked_add(part.len())?;
