@@ -559,11 +559,9 @@ mod tests {
 
     const COLLECTIVE: &str = "choria.federation.london.collective";
 
+    /// A fixture in the compact form Go sends.
     fn fixture(name: &str) -> Vec<u8> {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/choria/fixtures/synthetic")
-            .join(name);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let bytes = super::super::wire::tests::fixture(name);
         let version = transport_version(&bytes).unwrap();
         // Indented for reading; Go sends the compact form.
         Transport::decode(version, &bytes).unwrap().encode()
@@ -640,18 +638,7 @@ mod tests {
         true
     }
 
-    const FIXTURES: [&str; 10] = [
-        "fed_1_client_to_federation_broadcast.json",
-        "fed_1b_client_to_federation_directed.json",
-        "fed_2_broker_to_collective.json",
-        "fed_3_server_reply_to_collective.json",
-        "fed_4_broker_reply_to_client.json",
-        "v1_transport_request.json",
-        "v1_transport_reply.json",
-        "v2_transport_request.json",
-        "v2_transport_reply.json",
-        "v2_transport_federated_request.json",
-    ];
+    use super::super::wire::tests::TRANSPORT_FIXTURES as FIXTURES;
 
     #[test]
     fn what_go_sends_is_spliced_as_decoded() {

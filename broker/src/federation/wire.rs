@@ -321,11 +321,26 @@ pub(crate) fn not_a_transport() -> DecodeError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use coro_core::protocol::federation;
 
-    fn fixture(name: &str) -> Vec<u8> {
+    /// The synthetic fixtures that are whole transports, for the splice tests too.
+    pub(in crate::federation) const TRANSPORT_FIXTURES: [&str; 10] = [
+        "fed_1_client_to_federation_broadcast.json",
+        "fed_1b_client_to_federation_directed.json",
+        "fed_2_broker_to_collective.json",
+        "fed_3_server_reply_to_collective.json",
+        "fed_4_broker_reply_to_client.json",
+        "v1_transport_request.json",
+        "v1_transport_reply.json",
+        "v2_transport_request.json",
+        "v2_transport_reply.json",
+        "v2_transport_federated_request.json",
+    ];
+
+    /// A synthetic fixture's bytes as stored (indented).
+    pub(in crate::federation) fn fixture(name: &str) -> Vec<u8> {
         let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/choria/fixtures/synthetic")
             .join(name);
@@ -371,18 +386,7 @@ mod tests {
 
     #[test]
     fn fixtures_encode_as_core_does() {
-        for name in [
-            "fed_1_client_to_federation_broadcast.json",
-            "fed_1b_client_to_federation_directed.json",
-            "fed_2_broker_to_collective.json",
-            "fed_3_server_reply_to_collective.json",
-            "fed_4_broker_reply_to_client.json",
-            "v1_transport_request.json",
-            "v1_transport_reply.json",
-            "v2_transport_request.json",
-            "v2_transport_reply.json",
-            "v2_transport_federated_request.json",
-        ] {
+        for name in TRANSPORT_FIXTURES {
             let bytes = fixture(name);
             same_as_core(&bytes);
             // And compact, as on the wire.
