@@ -19,3 +19,5 @@ pub use google_cloud_pubsub;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throttling_proxy;

@@ -99,8 +99,15 @@ impl std::fmt::Debug for PubSubSink {
 
 /// A publisher for `config`'s topic with its batching settings.
 pub async fn publisher(config: &PubSubConfig) -> Result<Publisher, PubSubError> {
+    publisher_at(config, endpoint(config)).await
+}
+
+/// A publisher for `config`'s topic at `(endpoint, anonymous)`, as from [`endpoint`].
+pub(crate) async fn publisher_at(
+    config: &PubSubConfig,
+    (endpoint, anonymous): (Option<String>, bool),
+) -> Result<Publisher, PubSubError> {
     let topic = config.topic_name();
-    let (endpoint, anonymous) = endpoint(config);
     let mut builder = Publisher::builder(topic.clone())
         .set_message_count_threshold(config.batch_messages.min(u32::MAX as usize) as u32)
         .set_byte_threshold(config.batch_bytes.min(u32::MAX as usize) as u32)
@@ -131,11 +138,23 @@ impl PubSubSink {
         config: PubSubConfig,
         metrics: Option<SinkMetrics>,
     ) -> Result<Self, PubSubError> {
+        let at = endpoint(&config);
+        Self::connect_at(config, metrics, at).await
+    }
+
+    /// [`Self::connect`] at `(endpoint, anonymous)` rather than the configured one:
+    /// tests point one sink at a proxy without changing `PUBSUB_EMULATOR_HOST`, which
+    /// the other tests of the process share.
+    pub(crate) async fn connect_at(
+        config: PubSubConfig,
+        metrics: Option<SinkMetrics>,
+        at: (Option<String>, bool),
+    ) -> Result<Self, PubSubError> {
         let ordering_key = match config.ordering_key.as_str() {
             "" => None,
             t => Some(Template::parse(t).map_err(|e| PubSubError::Template(e.0))?),
         };
-        let publisher = publisher(&config).await?;
+        let publisher = publisher_at(&config, at).await?;
         Ok(PubSubSink {
             inner: Arc::new(Inner {
                 config,
@@ -217,19 +236,29 @@ fn size(msg: &Message) -> usize {
 pub fn outcome_of(error: &PublishError) -> (String, Outcome) {
     match error {
         PublishError::Rpc(e) => {
-            let code = e.status().map(|s| s.code);
+            // Out of retry time, the client wraps the last error: name that one's
+            // status (e.g. RESOURCE_EXHAUSTED), not just "RPC".
+            let last = || {
+                std::error::Error::source(e.as_ref())?
+                    .downcast_ref::<google_cloud_gax::error::Error>()
+            };
+            let code = e
+                .status()
+                .or_else(|| last().and_then(|l| l.status()))
+                .map(|s| s.code);
             let name = code.map_or("RPC", |c| c.name()).to_string();
             let reason = format!("pubsub: {e}");
-            let reject = matches!(
-                code.map(|c| c.name()),
-                Some(
-                    "NOT_FOUND"
-                        | "PERMISSION_DENIED"
-                        | "INVALID_ARGUMENT"
-                        | "FAILED_PRECONDITION"
-                        | "OUT_OF_RANGE"
-                )
-            );
+            let reject = !e.is_exhausted()
+                && matches!(
+                    code.map(|c| c.name()),
+                    Some(
+                        "NOT_FOUND"
+                            | "PERMISSION_DENIED"
+                            | "INVALID_ARGUMENT"
+                            | "FAILED_PRECONDITION"
+                            | "OUT_OF_RANGE"
+                    )
+                );
             let outcome = match reject {
                 true => Outcome::reject(reason),
                 false => Outcome::retry(reason),

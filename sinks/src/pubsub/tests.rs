@@ -3,6 +3,7 @@
 
 use super::config::PubSubConfig;
 use super::service::{attribute, PubSubSink};
+use super::throttling_proxy::ThrottlingProxy;
 use super::PubSubMetrics;
 use crate::encoding::{self, Encoding};
 use base64::Engine;
@@ -297,5 +298,151 @@ async fn online_check_finds_topic_and_write_access() {
     assert!(
         matches!(&checks[..], [Err(e)] if e.contains("does not exist")),
         "{checks:?}"
+    );
+}
+
+/// Sends `records` through `sink` in batches of `batch` as the pipeline does: the
+/// records of a batch answered Retry are sent again, in order and after a pause,
+/// until delivered, before the next batch. Returns the reasons of those Retries.
+async fn send_as_pipeline(sink: &PubSubSink, records: &[Record], batch: usize) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for chunk in records.chunks(batch) {
+        let mut pending = chunk.to_vec();
+        for _ in 0..50 {
+            let outcomes = sink
+                .clone()
+                .oneshot(Batch::new(pending.clone()))
+                .await
+                .unwrap();
+            let mut again = Vec::new();
+            for (r, o) in pending.iter().zip(outcomes) {
+                match o {
+                    Outcome::Delivered => {}
+                    Outcome::Retry { reason, .. } => {
+                        reasons.push(reason);
+                        again.push(r.clone());
+                    }
+                    other => panic!("record {}: {other:?}", r.request_id),
+                }
+            }
+            pending = again;
+            if pending.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(pending.is_empty(), "{} never delivered", pending.len());
+    }
+    reasons
+}
+
+/// 120 records from 4 senders through the sink into the emulator, with the
+/// throttling proxy (see [`ThrottlingProxy::start`] for `hold`) in between: each
+/// record is pulled back exactly once, each sender's in order. Returns the proxy and
+/// the reasons of the records the sink answered Retry, and the sink's metrics.
+async fn through_throttling(
+    hold: Duration,
+    timeout: Duration,
+) -> (ThrottlingProxy, Vec<String>, prometheus::Registry) {
+    let host = emulator();
+    let topic = unique("throttle");
+    create(&host, &topic).await;
+    let proxy = ThrottlingProxy::start(&host, hold).await;
+    let mut config = PubSubConfig::new(PROJECT, &topic);
+    // Several Publish requests per ordering key and batch, so some get throttled and
+    // others not.
+    config.batch_messages = 4;
+    config.timeout = timeout;
+    let registry = prometheus::Registry::new();
+    let metrics = PubSubMetrics::register(&registry)
+        .unwrap()
+        .for_sink("a", "pubsub");
+    // The proxy's address rather than PUBSUB_EMULATOR_HOST, which the other tests of
+    // this process use for the emulator itself.
+    let at = (Some(format!("http://{}", proxy.host)), true);
+    let sink = PubSubSink::connect_at(config, Some(metrics), at)
+        .await
+        .unwrap();
+    let senders = ["node1", "node2", "node3", "node4"];
+    let records: Vec<Record> = (0..120).map(|i| record(senders[i % 4], i)).collect();
+    let reasons = send_as_pipeline(&sink, &records, 40).await;
+
+    // Until quiet, so a message stored twice would show.
+    let got = pull(&host, &topic, usize::MAX, Duration::from_secs(3)).await;
+    let mut ids: Vec<&str> = got
+        .iter()
+        .map(|m| m.attributes[attribute::REQUEST_ID].as_str())
+        .collect();
+    ids.sort();
+    let mut want: Vec<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
+    want.sort();
+    assert_eq!(ids, want, "every record exactly once");
+    for sender in senders {
+        let got: Vec<&str> = got
+            .iter()
+            .filter(|m| m.ordering_key == sender)
+            .map(|m| m.attributes[attribute::REQUEST_ID].as_str())
+            .collect();
+        let want: Vec<&str> = records
+            .iter()
+            .filter(|r| r.sender == sender)
+            .map(|r| r.request_id.as_str())
+            .collect();
+        assert_eq!(got, want, "order of {sender}");
+    }
+    assert!(
+        proxy.throttled_requests() > 0,
+        "the proxy throttled nothing"
+    );
+    eprintln!(
+        "throttled {} requests ({} messages); the sink answered {} records Retry",
+        proxy.throttled_requests(),
+        proxy.throttled_messages(),
+        reasons.len()
+    );
+    (proxy, reasons, registry)
+}
+
+/// The sink's `coro_pubsub_publish_errors_total` for `error`, both outcomes.
+fn errors(registry: &prometheus::Registry, error: &str) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "coro_pubsub_publish_errors_total")
+        .flat_map(|f| f.get_metric())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "error" && l.value() == error)
+        })
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
+/// A throttled Publish is retried by the client within the sink's timeout: every
+/// record is delivered at the first try, and stored once.
+#[tokio::test]
+async fn throttled_publishes_are_retried_by_the_client_and_arrive_once() {
+    let (proxy, reasons, registry) =
+        through_throttling(Duration::ZERO, Duration::from_secs(10)).await;
+    assert!(proxy.throttled_messages() > 0);
+    assert!(reasons.is_empty(), "{reasons:?}");
+    assert_eq!(errors(&registry, "RESOURCE_EXHAUSTED"), 0);
+}
+
+/// Throttling that outlasts the client's retries (the sink's `timeout`): the sink
+/// answers those records Retry (and the rest of their ordering key's batch, paused),
+/// and sent again once the throttling is over they are stored once, in order.
+#[tokio::test]
+async fn throttling_past_the_timeout_is_retried_by_the_pipeline_and_arrives_once() {
+    let (_proxy, reasons, registry) =
+        through_throttling(Duration::from_millis(1200), Duration::from_millis(400)).await;
+    // Named by the throttling status, though the client gave up retrying it.
+    assert!(errors(&registry, "RESOURCE_EXHAUSTED") > 0);
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("injected by the test proxy")),
+        "{reasons:?}"
     );
 }
