@@ -363,16 +363,7 @@ path = "{dead}"
     };
     let delivered = r#"coro_sink_records_total{adapter="kstop",outcome="delivered",sink="kafka"}"#;
     let rejected = r#"coro_sink_records_total{adapter="kstop",outcome="rejected",sink="kafka"}"#;
-    let settled = |n: usize| {
-        let c = &c;
-        async move {
-            eventually(Duration::from_secs(60), || {
-                let done = c.metric(delivered).unwrap_or(0.0) + c.metric(rejected).unwrap_or(0.0);
-                Box::pin(async move { done >= n as f64 })
-            })
-            .await
-        }
-    };
+    let settled = |n: usize| c.settled("kstop", "kafka", n, Duration::from_secs(60));
 
     // Before: 300 records delivered and read.
     publish(0, 300).await;

@@ -387,6 +387,25 @@ path = "{dead}"
     assert_eq!(c.terminate(), 0);
 }
 
+/// Replies `range` from three senders into JetStream on `<prefix>.r`, each acknowledged.
+async fn publish_replies(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) {
+    for i in range {
+        let sender = format!("node{}.example.net", i % 3);
+        js.publish(
+            format!("{prefix}.r"),
+            v1_reply(&sender, &id(i), i, 10).into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+}
+
 /// kinesis-mock, a Kinesis-API server started (and stopped) by the test, with its
 /// stream created at start.
 struct KinesisMock {
@@ -508,37 +527,12 @@ path = "{dead}"
     );
     let path = write(dir.path(), "adapters.toml", &config);
     let c = Coro::start(&path, http, &dir.path().join("coro.log"));
-    let publish = |from: usize, to: usize| {
-        let js = js.clone();
-        let prefix = prefix.clone();
-        async move {
-            for i in from..to {
-                let sender = format!("node{}.example.net", i % 3);
-                js.publish(
-                    format!("{prefix}.r"),
-                    v1_reply(&sender, &id(i), i, 10).into(),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-            }
-        }
-    };
+    let publish = |from: usize, to: usize| publish_replies(&js, &prefix, from..to);
     let delivered =
         r#"coro_sink_records_total{adapter="kinstop",outcome="delivered",sink="kinesis"}"#;
     let rejected =
         r#"coro_sink_records_total{adapter="kinstop",outcome="rejected",sink="kinesis"}"#;
-    let settled = |n: usize| {
-        let c = &c;
-        async move {
-            eventually(Duration::from_secs(40), || {
-                let done = c.metric(delivered).unwrap_or(0.0) + c.metric(rejected).unwrap_or(0.0);
-                Box::pin(async move { done >= n as f64 })
-            })
-            .await
-        }
-    };
+    let settled = |n: usize| c.settled("kinstop", "kinesis", n, Duration::from_secs(40));
     let kinesis = kinesis_client(&server.endpoint()).await;
     publish(0, 60).await;
     assert!(settled(60).await, "{}", c.log_text());
@@ -791,36 +785,11 @@ path = "{dead}"
         &dir.path().join("coro.log"),
         &[("PUBSUB_EMULATOR_HOST", &gate.host())],
     );
-    let publish = |from: usize, to: usize| {
-        let js = js.clone();
-        let prefix = prefix.clone();
-        async move {
-            for i in from..to {
-                let sender = format!("node{}.example.net", i % 3);
-                js.publish(
-                    format!("{prefix}.r"),
-                    v1_reply(&sender, &id(i), i, 10).into(),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-            }
-        }
-    };
+    let publish = |from: usize, to: usize| publish_replies(&js, &prefix, from..to);
     let delivered =
         r#"coro_sink_records_total{adapter="psstop",outcome="delivered",sink="pubsub"}"#;
     let rejected = r#"coro_sink_records_total{adapter="psstop",outcome="rejected",sink="pubsub"}"#;
-    let settled = |n: usize| {
-        let c = &c;
-        async move {
-            eventually(Duration::from_secs(90), || {
-                let done = c.metric(delivered).unwrap_or(0.0) + c.metric(rejected).unwrap_or(0.0);
-                Box::pin(async move { done >= n as f64 })
-            })
-            .await
-        }
-    };
+    let settled = |n: usize| c.settled("psstop", "pubsub", n, Duration::from_secs(90));
     publish(0, 60).await;
     assert!(settled(60).await, "{}", c.log_text());
     // The emulator keeps messages in memory only: take them before stopping it.

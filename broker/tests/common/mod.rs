@@ -90,6 +90,23 @@ impl Coro {
         panic!("coro not ready after 20s:\n{}", coro.log_text());
     }
 
+    /// Waits up to `timeout` until `sink` of `adapter` has answered `n` records
+    /// delivered or rejected; whether it did.
+    pub async fn settled(&self, adapter: &str, sink: &str, n: usize, timeout: Duration) -> bool {
+        let series = |outcome: &str| {
+            format!(
+                r#"coro_sink_records_total{{adapter="{adapter}",outcome="{outcome}",sink="{sink}"}}"#
+            )
+        };
+        let (delivered, rejected) = (series("delivered"), series("rejected"));
+        eventually(timeout, || {
+            let done =
+                self.metric(&delivered).unwrap_or(0.0) + self.metric(&rejected).unwrap_or(0.0);
+            Box::pin(async move { done >= n as f64 })
+        })
+        .await
+    }
+
     /// `GET path` on the HTTP port: status code and body.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.http)).ok()?;
