@@ -2,23 +2,29 @@
 //!
 //! The same records (`rpcutil inventory` replies from 100 senders: 365-byte bodies,
 //! 600-byte `choria_streams` values) go to a Kafka-API broker
-//! four ways, each with the sink's producer settings (idempotent, `acks=all`, lz4,
-//! `linger.ms=5`, `batch.size=1000000`) and the same number of records in flight:
+//! several ways, each with the sink's producer settings (idempotent, `acks=all`, lz4,
+//! `linger.ms=5`, `batch.size=1000000`) and the same number of records in flight
+//! (`IN_FLIGHT`, 2,000):
 //! * raw: an rdkafka `FutureProducer` sending payloads, keys and headers that were
 //!   encoded before the clock started, awaiting delivery reports with a window of
-//!   `BATCH × CONCURRENCY` records (the goal's measure);
-//! * raw in batches: the same, but sent in batches of `BATCH` with `CONCURRENCY`
-//!   batches in flight, a batch's place refilled once all its records are delivered,
-//!   as the sink is driven: what the batch interface alone costs (a diagnostic);
-//! * sink: Coro's `KafkaSink` called with batches of `BATCH` records, `CONCURRENCY`
-//!   calls in flight; it encodes (`choria_streams`), builds keys and headers, and maps
-//!   every delivery report onto an outcome;
+//!   `IN_FLIGHT` records, refilled one by one (the goal's measure);
+//! * sink: Coro's `KafkaSink` called with batches of `batch` records, `concurrency`
+//!   calls in flight (`batch × concurrency = IN_FLIGHT`), for each pipeline setting in
+//!   `GRANULARITIES`; it encodes (`choria_streams`), builds keys and headers, and maps
+//!   every delivery report onto an outcome. A call's place comes back only when all its
+//!   records are delivered, so smaller batches, more of them, refill the window sooner.
+//!   The headline "sink" figure is `GRANULARITIES[MAIN]`, tied for the best measured
+//!   rate (benches/RESULTS.md); the others are reported too;
+//! * raw in batches: the raw producer driven as the headline sink is (batches of the
+//!   same size and number in flight, each awaited whole): what the batch interface
+//!   alone costs (a diagnostic);
 //! * pipeline: records handed one by one to the adapter pipeline (batch, metrics,
-//!   retry, timeout, concurrency layers) around the sink, as `coro run` does.
+//!   retry, timeout, concurrency layers) around the sink, as `coro run` does, with the
+//!   headline setting as `[pipeline] batch.max_records` and `concurrency`.
 //!
-//! Each is measured `ROUNDS` times on a fresh topic, alternating who goes first; the
-//! ratio is the median of the per-round ratios. A tansu of its own is started from
-//! `CORO_KAFKA_SERVER` (scripts/with-servers.sh sets it) and stopped at the end.
+//! Each is measured `ROUNDS` times on a fresh topic, the order reversed every other
+//! round; a ratio is the median of the per-round ratios. A tansu of its own is started
+//! from `CORO_KAFKA_SERVER` (scripts/with-servers.sh sets it) and stopped at the end.
 
 use coro::core::pipeline::{self, PipelineSettings};
 use coro::core::protocol::{self, v1, Message};
@@ -41,8 +47,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Records per measurement; `CORO_BENCH_MESSAGES` overrides.
 const MESSAGES: usize = 50_000;
-const BATCH: usize = 500;
-const CONCURRENCY: usize = 4;
+/// Records in flight on every side: the raw window, and `batch × concurrency` for the sink.
+const IN_FLIGHT: usize = 2_000;
+/// Coro's pipeline settings measured for the sink: (batch records, calls in flight).
+const GRANULARITIES: [(usize, usize); 5] = [(500, 4), (250, 8), (100, 20), (50, 40), (20, 100)];
+/// The headline sink setting, an index into `GRANULARITIES`: 50 × 40, tied with 100 × 20
+/// for the best rate, a few percent above 500 × 4 (benches/RESULTS.md, kafka, third pass).
+const MAIN: usize = 3;
+const _: () = {
+    let mut i = 0;
+    while i < GRANULARITIES.len() {
+        assert!(GRANULARITIES[i].0 * GRANULARITIES[i].1 == IN_FLIGHT);
+        i += 1;
+    }
+};
 const ROUNDS: usize = 9;
 
 fn record(i: usize) -> Record {
@@ -122,7 +140,7 @@ async fn raw(config: &KafkaConfig, topic: &str, messages: &[Encoded]) -> f64 {
     // Connected, with a producer id, before the clock starts (as the sink is).
     warm_raw(&producer, topic).await;
     let started = Instant::now();
-    let window = BATCH * CONCURRENCY;
+    let window = IN_FLIGHT;
     let mut pending = FuturesUnordered::new();
     for m in messages {
         while pending.len() >= window {
@@ -143,17 +161,22 @@ async fn raw(config: &KafkaConfig, topic: &str, messages: &[Encoded]) -> f64 {
     messages.len() as f64 / started.elapsed().as_secs_f64()
 }
 
-/// [`raw`] driven as the sink is: batches of `BATCH`, `CONCURRENCY` in flight, each
+/// [`raw`] driven as the sink is: batches of `batch`, `concurrency` in flight, each
 /// awaited whole.
-async fn raw_batched(config: &KafkaConfig, topic: &str, messages: &[Encoded]) -> f64 {
+async fn raw_batched(
+    config: &KafkaConfig,
+    topic: &str,
+    messages: &[Encoded],
+    (batch, concurrency): (usize, usize),
+) -> f64 {
     let producer: FutureProducer = client_config(config, "bench-raw-batched")
         .create()
         .unwrap_or_else(|e| panic!("raw producer: {e}"));
     warm_raw(&producer, topic).await;
     let started = Instant::now();
     let mut calls = FuturesUnordered::new();
-    for batch in messages.chunks(BATCH) {
-        while calls.len() >= CONCURRENCY {
+    for batch in messages.chunks(batch) {
+        while calls.len() >= concurrency {
             calls.next().await;
         }
         let mut pending = Vec::with_capacity(batch.len());
@@ -199,7 +222,11 @@ async fn warm_raw(producer: &FutureProducer, topic: &str) {
     }
 }
 
-async fn sink(config: &KafkaConfig, records: &[Record]) -> f64 {
+async fn sink(
+    config: &KafkaConfig,
+    records: &[Record],
+    (batch, concurrency): (usize, usize),
+) -> f64 {
     let sink = KafkaSink::new(config.clone(), "bench-sink").unwrap_or_else(|e| panic!("{e}"));
     let warm = sink
         .clone()
@@ -208,13 +235,13 @@ async fn sink(config: &KafkaConfig, records: &[Record]) -> f64 {
     assert_eq!(warm, Ok(vec![Outcome::Delivered]));
     // Batches are made before the clock starts, as the pipeline hands them over made.
     let batches: Vec<Batch> = records
-        .chunks(BATCH)
+        .chunks(batch)
         .map(|c| Batch::new(c.to_vec()))
         .collect();
     let started = Instant::now();
     let mut calls = FuturesUnordered::new();
     for batch in batches {
-        while calls.len() >= CONCURRENCY {
+        while calls.len() >= concurrency {
             delivered(calls.next().await);
         }
         calls.push(sink.clone().oneshot(batch));
@@ -232,15 +259,19 @@ fn delivered(r: Option<Result<Vec<Outcome>, coro::core::sink::SinkError>>) {
     }
 }
 
-async fn pipeline(config: &KafkaConfig, records: &[Record]) -> f64 {
+async fn pipeline(
+    config: &KafkaConfig,
+    records: &[Record],
+    (batch, concurrency): (usize, usize),
+) -> f64 {
     let sink = KafkaSink::new(config.clone(), "bench-pipeline").unwrap_or_else(|e| panic!("{e}"));
     let settings = PipelineSettings {
         batch: pipeline::batch::BatchConfig {
-            max_records: BATCH,
+            max_records: batch,
             max_bytes: 16 * 1024 * 1024,
             timeout: Duration::from_millis(20),
         },
-        concurrency: CONCURRENCY,
+        concurrency,
         ..PipelineSettings::default()
     };
     let registry = prometheus::Registry::new();
@@ -252,7 +283,7 @@ async fn pipeline(config: &KafkaConfig, records: &[Record]) -> f64 {
     assert_eq!(warm, Ok(Outcome::Delivered));
     let started = Instant::now();
     // As many records in flight as the batches in flight hold, plus one batch filling.
-    let window = BATCH * (CONCURRENCY + 1);
+    let window = batch * (concurrency + 1);
     let mut pending = FuturesUnordered::new();
     for r in records {
         while pending.len() >= window {
@@ -320,7 +351,7 @@ fn main() {
         };
         let topic = config.topic_template().unwrap_or_else(|e| panic!("{e}"));
         let started = Instant::now();
-        for batch in records.chunks(BATCH) {
+        for batch in records.chunks(GRANULARITIES[MAIN].0) {
             let mut scratch = encode::Scratch::default();
             for r in batch {
                 let m = encode::message_in(r, &config, &topic, None, &mut scratch);
@@ -330,8 +361,9 @@ fn main() {
         started.elapsed()
     };
     let value_bytes: usize = encoded.iter().map(|m| m.payload.len()).sum();
+    let (main_batch, main_concurrency) = GRANULARITIES[MAIN];
     println!(
-        "kafka: {messages} records ({} B body, {} B choria_streams value on average), batch {BATCH}, {CONCURRENCY} in flight, lz4, linger 5 ms, idempotent, acks=all",
+        "kafka: {messages} records ({} B body, {} B choria_streams value on average), {IN_FLIGHT} in flight, sink batch {main_batch} x {main_concurrency} calls, lz4, linger 5 ms, idempotent, acks=all",
         body_bytes / messages,
         value_bytes / messages
     );
@@ -339,9 +371,11 @@ fn main() {
         "  encoding value, key and headers: {:.2} µs per record",
         encoding.as_secs_f64() * 1e6 / messages as f64
     );
-    let (mut raw_rates, mut sink_rates, mut pipe_rates) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut sink_ratio, mut pipe_ratio) = (Vec::new(), Vec::new());
+    let granularities = GRANULARITIES.len();
+    let (mut raw_rates, mut pipe_rates, mut pipe_ratio) = (Vec::new(), Vec::new(), Vec::new());
     let (mut batched_rates, mut batched_ratio) = (Vec::new(), Vec::new());
+    let mut sink_rates = vec![Vec::new(); granularities];
+    let mut sink_ratio = vec![Vec::new(); granularities];
     for round in 0..ROUNDS {
         let topic = |what: &str| {
             let mut c = base.clone();
@@ -349,46 +383,78 @@ fn main() {
             c
         };
         let (r, b, s, p) = runtime.block_on(async {
-            let (rc, bc) = (topic("raw"), topic("batched"));
-            let (sc, pc) = (topic("sink"), topic("pipeline"));
+            let (rc, bc, pc) = (topic("raw"), topic("batched"), topic("pipeline"));
+            let sinks: Vec<KafkaConfig> = GRANULARITIES
+                .iter()
+                .map(|(b, c)| topic(&format!("sink{b}x{c}")))
+                .collect();
+            let main = GRANULARITIES[MAIN];
+            let mut s = vec![0.0; granularities];
             if round % 2 == 0 {
                 let r = raw(&rc, &rc.topic, &encoded).await;
-                let b = raw_batched(&bc, &bc.topic, &encoded).await;
-                let s = sink(&sc, &records).await;
-                let p = pipeline(&pc, &records).await;
+                let b = raw_batched(&bc, &bc.topic, &encoded, main).await;
+                for (i, g) in GRANULARITIES.iter().enumerate() {
+                    s[i] = sink(&sinks[i], &records, *g).await;
+                }
+                let p = pipeline(&pc, &records, main).await;
                 (r, b, s, p)
             } else {
-                let p = pipeline(&pc, &records).await;
-                let s = sink(&sc, &records).await;
-                let b = raw_batched(&bc, &bc.topic, &encoded).await;
+                let p = pipeline(&pc, &records, main).await;
+                for (i, g) in GRANULARITIES.iter().enumerate().rev() {
+                    s[i] = sink(&sinks[i], &records, *g).await;
+                }
+                let b = raw_batched(&bc, &bc.topic, &encoded, main).await;
                 let r = raw(&rc, &rc.topic, &encoded).await;
                 (r, b, s, p)
             }
         });
+        let others: Vec<String> = GRANULARITIES
+            .iter()
+            .zip(&s)
+            .enumerate()
+            .filter(|(i, _)| *i != MAIN)
+            .map(|(_, ((bs, c), s))| format!("{bs}x{c} {s:.0}/s ({:.2}x)", s / r))
+            .collect();
+        let m = s[MAIN];
         println!(
-            "  round {round}: raw {r:>7.0}/s  raw in batches {b:>7.0}/s  sink {s:>7.0}/s ({:.2}x; {:.2}x of batched)  pipeline {p:>7.0}/s ({:.2}x)",
-            s / r,
-            s / b,
-            p / r
+            "  round {round}: raw {r:>7.0}/s  raw in batches {b:>7.0}/s  sink {m:>7.0}/s ({:.2}x; {:.2}x of batched)  pipeline {p:>7.0}/s ({:.2}x)  other sinks: {}",
+            m / r,
+            m / b,
+            p / r,
+            others.join(", ")
         );
         batched_rates.push(b);
-        batched_ratio.push(s / b);
+        batched_ratio.push(m / b);
         raw_rates.push(r);
-        sink_rates.push(s);
+        for (i, s) in s.iter().enumerate() {
+            sink_rates[i].push(*s);
+            sink_ratio[i].push(s / r);
+        }
         pipe_rates.push(p);
-        sink_ratio.push(s / r);
         pipe_ratio.push(p / r);
     }
     println!(
-        "kafka: raw {:.0}/s, sink {:.0}/s ({:.2}x), pipeline {:.0}/s ({:.2}x) (medians; goal >= 0.85x)",
+        "kafka: raw {:.0}/s, sink {:.0}/s ({:.2}x, batch {main_batch} x {main_concurrency} calls), pipeline {:.0}/s ({:.2}x) (medians; goal >= 0.85x)",
         median(raw_rates),
-        median(sink_rates),
-        median(sink_ratio),
+        median(sink_rates[MAIN].clone()),
+        median(sink_ratio[MAIN].clone()),
         median(pipe_rates),
         median(pipe_ratio)
     );
+    for (i, (b, c)) in GRANULARITIES.iter().enumerate() {
+        println!(
+            "kafka: sink, batch {b:>3} x {c:>2} calls: {:.0}/s ({:.2}x of raw){}",
+            median(sink_rates[i].clone()),
+            median(sink_ratio[i].clone()),
+            if i == MAIN {
+                " (the headline setting)"
+            } else {
+                ""
+            }
+        );
+    }
     println!(
-        "kafka: raw in batches {:.0}/s, sink {:.2}x of it (medians; the batch interface's cost, not the goal)",
+        "kafka: raw in batches of {main_batch} x {main_concurrency} {:.0}/s, sink {:.2}x of it (medians; the batch interface's cost, not the goal)",
         median(batched_rates),
         median(batched_ratio)
     );
