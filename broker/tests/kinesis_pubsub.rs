@@ -3,6 +3,8 @@
 //! started here for the test that stops it) and the official Pub/Sub emulator.
 
 mod common;
+#[path = "../../sinks/src/pubsub/throttling_proxy.rs"]
+mod pubsub_throttling_proxy;
 #[path = "../../sinks/src/kinesis/throttling_proxy.rs"]
 mod throttling_proxy;
 
@@ -1050,5 +1052,102 @@ path = "{dead}"
     assert!(std::fs::read_to_string(&dead)
         .unwrap_or_default()
         .is_empty());
+    assert_eq!(c.terminate(), 0);
+}
+
+/// Pub/Sub throttling through `coro run`: a proxy in front of the emulator answers
+/// every second new `Publish` `RESOURCE_EXHAUSTED` for longer than the sink's timeout,
+/// so the client gives up and the pipeline sends the records again; every record is
+/// pulled exactly once and none is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_throttled_records_are_retried_by_coro_run_and_arrive_once() {
+    const N: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("psthr");
+    let topic = format!("coro-{prefix}");
+    let host = pubsub_host();
+    create_topic(&host, &topic).await;
+    let proxy =
+        pubsub_throttling_proxy::ThrottlingProxy::start(&host, Duration::from_millis(1200)).await;
+    let http = free_port();
+    let dead = dir.path().join("dead.jsonl");
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{http}"
+[[adapter]]
+name = "psthr"
+[adapter.ingest]
+type = "nats"
+servers = ["{nats}"]
+subject = "{prefix}.>"
+protocol = "reply"
+workers = 1
+[adapter.pipeline]
+batch = {{ max_records = 50, timeout = "10ms" }}
+retry = {{ max_attempts = 20, initial_backoff = "200ms", max_backoff = "500ms" }}
+[[adapter.sink]]
+type = "pubsub"
+project = "{PROJECT}"
+topic = "{topic}"
+batch_messages = 10
+timeout = "400ms"
+[adapter.dead_letter]
+type = "file"
+path = "{dead}"
+"#,
+        nats = nats_url(),
+        dead = dead.display(),
+    );
+    let path = write(dir.path(), "adapters.toml", &config);
+    let c = Coro::start_env(
+        &path,
+        http,
+        &dir.path().join("coro.log"),
+        &[("PUBSUB_EMULATOR_HOST", &proxy.host)],
+    );
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    for i in 0..N {
+        let sender = format!("node{}.example.net", i % 4);
+        client
+            .publish(
+                format!("{prefix}.r"),
+                v1_reply(&sender, &id(i), i, 10).into(),
+            )
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    assert!(
+        c.settled("psthr", "pubsub", N, Duration::from_secs(60))
+            .await,
+        "{}",
+        c.log_text()
+    );
+    assert!(
+        proxy.throttled_requests() > 0,
+        "the proxy throttled nothing"
+    );
+    let exhausted = c.metric_sum(
+        "coro_pubsub_publish_errors_total",
+        r#"error="RESOURCE_EXHAUSTED""#,
+    );
+    assert!(exhausted > 0.0, "throttling reached the pipeline");
+    let got = pull(&host, &topic, usize::MAX, Duration::from_secs(3)).await;
+    let mut seqs: Vec<u64> = got.iter().map(|(d, _, _)| seq_of(d).1).collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (0..N as u64).collect::<Vec<_>>(),
+        "each record exactly once"
+    );
+    assert!(std::fs::read_to_string(&dead)
+        .unwrap_or_default()
+        .is_empty());
+    eprintln!(
+        "throttled {} requests ({} messages); {exhausted} records answered retry",
+        proxy.throttled_requests(),
+        proxy.throttled_messages()
+    );
     assert_eq!(c.terminate(), 0);
 }
