@@ -16,3 +16,4 @@ pub mod kinesis;
 pub mod nats;
 pub mod plugin;
 pub mod pubsub;
+pub mod request_metrics;

@@ -6,82 +6,23 @@
 //! | `coro_kinesis_request_seconds` | adapter, sink | histogram of `PutRecords` call times |
 //! | `coro_kinesis_requests_total` | adapter, sink | `PutRecords` calls made |
 
-use coro_core::sink::Outcome;
-use prometheus::{exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+pub use crate::request_metrics::SinkMetrics;
+use crate::request_metrics::{Names, RequestMetrics};
+
+/// The Kinesis sink's metric names.
+#[derive(Debug)]
+pub struct KinesisNames;
+
+impl Names for KinesisNames {
+    const ERRORS: (&'static str, &'static str) = (
+        "coro_kinesis_record_errors_total",
+        "Records Kinesis did not accept, by error code and outcome",
+    );
+    const SECONDS: (&'static str, &'static str) =
+        ("coro_kinesis_request_seconds", "PutRecords call times");
+    const REQUESTS: (&'static str, &'static str) =
+        ("coro_kinesis_requests_total", "PutRecords calls made");
+}
 
 /// The metric families, registered once per registry.
-#[derive(Debug, Clone)]
-pub struct KinesisMetrics {
-    errors: IntCounterVec,
-    seconds: HistogramVec,
-    requests: IntCounterVec,
-}
-
-impl KinesisMetrics {
-    /// Creates the families and registers them in `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let m = KinesisMetrics::unregistered()?;
-        registry.register(Box::new(m.errors.clone()))?;
-        registry.register(Box::new(m.seconds.clone()))?;
-        registry.register(Box::new(m.requests.clone()))?;
-        Ok(m)
-    }
-
-    /// The families, registered nowhere (tests, benchmarks).
-    pub fn unregistered() -> Result<Self, prometheus::Error> {
-        let labels = &["adapter", "sink"];
-        Ok(KinesisMetrics {
-            errors: IntCounterVec::new(
-                Opts::new(
-                    "coro_kinesis_record_errors_total",
-                    "Records Kinesis did not accept, by error code and outcome",
-                ),
-                &["adapter", "sink", "error", "outcome"],
-            )?,
-            seconds: HistogramVec::new(
-                HistogramOpts::new("coro_kinesis_request_seconds", "PutRecords call times")
-                    .buckets(exponential_buckets(0.0005, 2.0, 18)?),
-                labels,
-            )?,
-            requests: IntCounterVec::new(
-                Opts::new("coro_kinesis_requests_total", "PutRecords calls made"),
-                labels,
-            )?,
-        })
-    }
-
-    /// The metrics of one sink of one adapter.
-    pub fn for_sink(&self, adapter: &str, sink: &str) -> SinkMetrics {
-        let labels = [adapter, sink];
-        SinkMetrics {
-            errors: self.errors.clone(),
-            seconds: self.seconds.with_label_values(&labels),
-            requests: self.requests.with_label_values(&labels),
-            adapter: adapter.to_string(),
-            sink: sink.to_string(),
-        }
-    }
-}
-
-/// One sink's metrics with their labels bound.
-#[derive(Debug, Clone)]
-pub struct SinkMetrics {
-    errors: IntCounterVec,
-    pub(crate) seconds: prometheus::Histogram,
-    pub(crate) requests: prometheus::IntCounter,
-    adapter: String,
-    sink: String,
-}
-
-impl SinkMetrics {
-    /// Counts a record that was not accepted: its error code and what became of it.
-    pub(crate) fn error(&self, code: &str, outcome: &Outcome) {
-        let outcome = match outcome {
-            Outcome::Reject { .. } => "reject",
-            _ => "retry",
-        };
-        self.errors
-            .with_label_values(&[self.adapter.as_str(), self.sink.as_str(), code, outcome])
-            .inc();
-    }
-}
+pub type KinesisMetrics = RequestMetrics<KinesisNames>;
