@@ -338,7 +338,13 @@ path = "{dead}"
     for (sender, s) in &seqs {
         let mut sorted = s.clone();
         sorted.sort();
-        assert_eq!(s, &sorted, "kinesis order of {sender}");
+        assert_eq!(
+            s,
+            &sorted,
+            "kinesis order of {sender}; retries: {}; errors: {}",
+            c.metric_sum("coro_sink_retries_total", "adapter=\"kp\""),
+            c.metric_sum("coro_kinesis_record_errors_total", "adapter=\"kp\"")
+        );
         assert!(!s.contains(&(big as u64)));
     }
 
@@ -363,7 +369,13 @@ path = "{dead}"
     for (sender, s) in &seqs {
         let mut sorted = s.clone();
         sorted.sort();
-        assert_eq!(s, &sorted, "pubsub order of {sender}");
+        assert_eq!(
+            s,
+            &sorted,
+            "pubsub order of {sender}; retries: {}; errors: {}",
+            c.metric_sum("coro_sink_retries_total", "adapter=\"kp\""),
+            c.metric_sum("coro_pubsub_publish_errors_total", "adapter=\"kp\"")
+        );
     }
 
     let letters: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
