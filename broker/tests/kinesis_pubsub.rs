@@ -5,6 +5,8 @@
 mod common;
 #[path = "../../sinks/src/pubsub/throttling_proxy.rs"]
 mod pubsub_throttling_proxy;
+#[path = "../../sinks/src/kinesis/test_streams.rs"]
+mod test_streams;
 #[path = "../../sinks/src/kinesis/throttling_proxy.rs"]
 mod throttling_proxy;
 
@@ -12,13 +14,14 @@ use base64::Engine;
 use common::{eventually, free_port, nats_url, unique, Coro};
 use coro_core::gojson;
 use coro_core::protocol::{self, v1, Message};
-use coro_sinks::kinesis::aws_sdk_kinesis::types::ShardIteratorType;
+use coro_sinks::kinesis::aws_sdk_kinesis;
 use coro_sinks::kinesis::aws_sdk_kinesis::Client;
 use coro_sinks::kinesis::config::KinesisConfig;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use test_streams::{create_stream, read_stream};
 use throttling_proxy::ThrottlingProxy;
 
 fn kinesis_endpoint() -> String {
@@ -78,86 +81,6 @@ async fn kinesis_client(endpoint: &str) -> Client {
     c.region = Some("us-east-1".into());
     c.endpoint = Some(endpoint.into());
     coro_sinks::kinesis::service::client(&c).await.unwrap()
-}
-
-async fn create_stream(client: &Client, stream: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(shards)
-        .send()
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        let d = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .unwrap();
-        if d.stream_description_summary()
-            .unwrap()
-            .stream_status()
-            .as_str()
-            == "ACTIVE"
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {stream} not ACTIVE");
-}
-
-/// Every record of `stream`, per shard in sequence order: (shard, partition key, data).
-async fn read_stream(client: &Client, stream: &str) -> Vec<(String, String, Vec<u8>)> {
-    let shards = client
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for shard in shards.shards() {
-        // In sequence-number order, the order Kinesis promises within a shard (moto's
-        // GetRecords pages do not always come in that order).
-        let mut page = Vec::new();
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator()
-            .map(str::to_string);
-        while let Some(it) = iterator {
-            let got = client
-                .get_records()
-                .shard_iterator(it)
-                .send()
-                .await
-                .unwrap();
-            if got.records().is_empty() {
-                break;
-            }
-            for r in got.records() {
-                page.push((
-                    r.sequence_number().parse::<u128>().unwrap_or(u128::MAX),
-                    shard.shard_id().to_string(),
-                    r.partition_key().unwrap_or_default().to_string(),
-                    r.data().as_ref().to_vec(),
-                ));
-            }
-            iterator = got.next_shard_iterator().map(str::to_string);
-        }
-        page.sort_by_key(|r| r.0);
-        out.extend(
-            page.into_iter()
-                .map(|(_, shard, key, data)| (shard, key, data)),
-        );
-    }
-    out
 }
 
 async fn create_topic(host: &str, topic: &str) {

@@ -20,6 +20,8 @@ pub use service::KinesisSink;
 pub use aws_sdk_kinesis;
 
 #[cfg(test)]
+mod test_streams;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod throttling_proxy;
