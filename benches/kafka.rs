@@ -280,7 +280,7 @@ async fn pipeline(
     let metrics = pipeline::metrics::PipelineMetrics::register(&registry)
         .unwrap_or_else(|e| panic!("{e}"))
         .for_sink("bench", "kafka");
-    let service = pipeline::build(&settings, sink, metrics);
+    let service = pipeline::build(&settings, sink, metrics, pipeline::Order::Any);
     let warm = service.clone().oneshot(records[0].clone()).await;
     assert_eq!(warm, Ok(Outcome::Delivered));
     let started = Instant::now();

@@ -83,6 +83,7 @@ async fn through_pipeline(sink: &Sink, payloads: &[bytes::Bytes], n: usize) -> f
             &settings,
             sink.clone(),
             metrics.for_sink("bench", "sink"),
+            pipeline::Order::Any,
         ));
     let started = Instant::now();
     let delivered = futures::stream::iter((0..n).map(|i| {

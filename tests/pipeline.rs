@@ -87,6 +87,7 @@ async fn fixtures_through_the_whole_pipeline() {
             &settings,
             sink.clone(),
             metrics.for_sink("test", "collect"),
+            pipeline::Order::Any,
         ));
 
     let reply = common::synthetic("v1_transport_reply.wire");
@@ -173,6 +174,7 @@ async fn dropping_every_handle_drains_the_batcher() {
             &settings,
             sink.clone(),
             metrics.for_sink("a", "b"),
+            pipeline::Order::Any,
         ));
     let reply = common::synthetic("v1_transport_reply.wire");
     let calls: Vec<_> = (0..10)

@@ -12,6 +12,7 @@ use crate::kinesis::config::KinesisConfig;
 use crate::plugin::PluginConfig;
 use crate::pubsub::config::PubSubConfig;
 use coro_core::config::{did_you_mean, AdaptersConfig, ConfigError, ConfigErrors, SinkSpec};
+use coro_core::pipeline::Order;
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
@@ -108,6 +109,22 @@ impl SinkConfig {
             SinkConfig::Kinesis(_) => "kinesis",
             SinkConfig::Plugin(_) => "plugin",
             SinkConfig::PubSub(_) => "pubsub",
+        }
+    }
+
+    /// Whether the pipeline must keep this sink's records in order across batches and
+    /// retries: Kinesis and Pub/Sub with `ordered` (the default; Pub/Sub only with an
+    /// ordering key). The others take batches concurrently.
+    pub fn order(&self) -> Order {
+        let kept = match self {
+            SinkConfig::Kinesis(c) => c.ordered,
+            SinkConfig::PubSub(c) => c.ordered && !c.ordering_key.is_empty(),
+            _ => false,
+        };
+        if kept {
+            Order::Kept
+        } else {
+            Order::Any
         }
     }
 

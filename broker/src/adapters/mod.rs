@@ -134,7 +134,7 @@ impl Adapters {
             let metrics = pipeline_metrics.for_sink(&adapter.name, name);
             sinks.push((
                 name.clone(),
-                pipeline::build(&adapter.pipeline, service, metrics),
+                pipeline::build(&adapter.pipeline, service, metrics, sink.order()),
             ));
         }
         let dead_letter = match &typed.dead_letter {
@@ -152,7 +152,7 @@ impl Adapters {
                 // Its own label, so it never adds to a sink of the same name.
                 let label = format!("dead_letter/{name}");
                 let metrics = pipeline_metrics.for_sink(&adapter.name, &label);
-                Some(pipeline::build(&settings, service, metrics))
+                Some(pipeline::build(&settings, service, metrics, sink.order()))
             }
             None => None,
         };

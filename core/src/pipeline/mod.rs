@@ -10,6 +10,10 @@
 //! every retry separately; `timeout` sits inside `retry` so a slow attempt is retried;
 //! `concurrency` and `rate limit` sit next to the sink, bounding what reaches it.
 //!
+//! A sink that keeps order ([`Order::Kept`]) gets one batch at a time instead, with the
+//! limit outside `retry`: `─metrics─> ─concurrency (1)─> ─retry─> ─timeout─> ─rate
+//! limit─> Sink`, so a record sent again goes before anything handed over after it.
+//!
 //! Every layer answers one [`Outcome`](crate::sink::Outcome) per record; nothing is
 //! dropped silently: undecodable input is rejected (for the dead letter), filtered
 //! records are answered `Filtered`, and records that exhaust their retries are rejected
@@ -72,7 +76,8 @@ pub struct PipelineSettings {
     /// Longest one sink call may take. Default 30 s.
     #[serde(default = "default_timeout", with = "crate::config::duration")]
     pub timeout: Duration,
-    /// Most sink calls in flight at once. Default 4.
+    /// Most sink calls in flight at once. Default 4. A sink that keeps order
+    /// ([`Order::Kept`]) has one.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Most records per second into the sink; none means no limit.
@@ -122,13 +127,30 @@ impl PipelineSettings {
 /// A whole pipeline for one sink: records in, one outcome per record out.
 pub type PipelineService = BoxCloneSyncService<Record, Outcome, Infallible>;
 
+/// Whether a sink's records must keep the order they were handed over in, across
+/// batches and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Up to `concurrency` batches in flight; a record that is retried goes again after
+    /// its backoff, so it can land after records handed over later.
+    #[default]
+    Any,
+    /// One batch at a time, in the order handed over, retries included: nothing after
+    /// a failed record is sent until it is delivered or given up. For sinks that keep
+    /// a key's records in order (Kinesis shards, Pub/Sub ordering keys) and should keep
+    /// it through outages and throttling. `concurrency` does not apply.
+    Kept,
+}
+
 /// Assembles the record layers in the documented order around `sink` (decoding happens
-/// once per message, before the fan-out to sinks, with [`decode::DecodeLayer`]). Must
-/// be called inside a Tokio runtime: the batcher starts a task.
+/// once per message, before the fan-out to sinks, with [`decode::DecodeLayer`]), with
+/// the sink calls in flight as `order` says. Must be called inside a Tokio runtime: the
+/// batcher starts a task.
 pub fn build<S>(
     settings: &PipelineSettings,
     sink: S,
     metrics: metrics::SinkMetrics,
+    order: Order,
 ) -> PipelineService
 where
     S: Service<Batch, Response = Vec<Outcome>, Error = SinkError> + Clone + Send + Sync + 'static,
@@ -138,14 +160,15 @@ where
         limits: settings.limits(),
         ..settings.transform.clone()
     };
+    let retry = retry::RetryLayer::new(settings.retry, Some(metrics.retries()));
     let to_sink = ServiceBuilder::new()
         .layer(metrics::MetricsLayer::new(metrics.clone()))
-        .layer(retry::RetryLayer::new(
-            settings.retry,
-            Some(metrics.retries()),
-        ))
+        .option_layer((order == Order::Kept).then(|| ConcurrencyLimitLayer::new(1)))
+        .layer(retry)
         .layer(timeout::TimeoutLayer::new(settings.timeout))
-        .layer(ConcurrencyLimitLayer::new(settings.concurrency.max(1)))
+        .option_layer(
+            (order == Order::Any).then(|| ConcurrencyLimitLayer::new(settings.concurrency.max(1))),
+        )
         .option_layer(settings.rate_limit.map(ratelimit::RateLimitLayer::new))
         .service(sink);
     let batcher = tower::Layer::layer(&batch::BatchLayer::new(settings.batch), to_sink);
@@ -175,5 +198,85 @@ pub(crate) mod test_support {
             body: bytes::Bytes::from(body.to_string()),
             raw: bytes::Bytes::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tower::ServiceExt;
+
+    /// Records ids in the order the sink took them; the first call asks to retry all.
+    fn sink(
+        taken: Arc<Mutex<Vec<usize>>>,
+    ) -> impl Service<Batch, Response = Vec<Outcome>, Error = SinkError, Future = impl Send>
+           + Clone
+           + Send
+           + Sync
+           + 'static {
+        let calls = Arc::new(Mutex::new(0usize));
+        tower::service_fn(move |batch: Batch| {
+            let first = {
+                let mut calls = calls.lock().unwrap();
+                *calls += 1;
+                *calls == 1
+            };
+            let outcomes = if first {
+                vec![Outcome::retry("throttled"); batch.len()]
+            } else {
+                let mut taken = taken.lock().unwrap();
+                taken.extend(
+                    batch
+                        .records
+                        .iter()
+                        .map(|r| r.request_id.parse::<usize>().unwrap()),
+                );
+                vec![Outcome::Delivered; batch.len()]
+            };
+            async move { Ok(outcomes) }
+        })
+    }
+
+    /// The order 40 records handed over in order reach a sink whose first call fails.
+    async fn taken(order: Order) -> Vec<usize> {
+        let settings = PipelineSettings {
+            batch: batch::BatchConfig {
+                max_records: 10,
+                max_bytes: 1 << 20,
+                timeout: Duration::from_millis(1),
+            },
+            retry: retry::RetryPolicy {
+                max_attempts: None,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(50),
+            },
+            ..PipelineSettings::default()
+        };
+        let metrics = metrics::PipelineMetrics::register(&prometheus::Registry::new())
+            .unwrap()
+            .for_sink("a", "s");
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let service = build(&settings, sink(taken.clone()), metrics, order);
+        let calls = (0..40).map(|i| service.clone().oneshot(test_support::record(i, "x")));
+        for outcome in futures::future::join_all(calls).await {
+            assert_eq!(outcome, Ok(Outcome::Delivered));
+        }
+        let taken = taken.lock().unwrap().clone();
+        taken
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kept_order_sends_a_retried_batch_before_later_ones() {
+        assert_eq!(taken(Order::Kept).await, (0..40).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_order_lets_later_batches_pass_a_retried_one() {
+        let taken = taken(Order::Any).await;
+        let mut sorted = taken.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..40).collect::<Vec<_>>(), "each once");
+        assert_eq!(taken[..30], (10..40).collect::<Vec<_>>(), "{taken:?}");
     }
 }

@@ -73,10 +73,11 @@ pub struct KinesisConfig {
     /// each throttled request in a row, up to 32 times this. Default 100ms.
     #[serde(default = "default_backoff", with = "coro_core::config::duration")]
     pub backoff: Duration,
-    /// Keep each sender's records in order across batches: one batch is put at a time,
-    /// in the order the pipeline handed them over (a node's records stay in order in
-    /// its shard; a retried record comes after those sent meanwhile). Default true;
-    /// `false` puts batches concurrently, for throughput when order does not matter.
+    /// Keep each sender's records in order across batches and retries: the pipeline
+    /// hands over one batch at a time and sends a failed record again before anything
+    /// after it, and the sink puts batches in the order it was given them (a node's
+    /// records stay in order in its shard). Default true; `false` puts batches
+    /// concurrently, for throughput when order does not matter.
     #[serde(default = "default_true")]
     pub ordered: bool,
     /// How long one `PutRecords` call may take, the SDK's own retries included, before

@@ -20,6 +20,7 @@ pub const MAX_BATCH_MESSAGES: usize = 1000;
 /// project = "my-project"
 /// topic = "choria-replies"
 /// # ordering_key = "{sender}"       # default: the sender; "" for no ordering key
+/// # ordered = true                  # keep each key's order through retries
 /// # encoding = "choria_streams"     # or "record", "raw"
 /// # endpoint = "https://europe-west1-pubsub.googleapis.com"   # a regional endpoint
 /// ```
@@ -43,6 +44,13 @@ pub struct PubSubConfig {
     /// order to subscriptions with message ordering on. `""` sends no ordering key.
     #[serde(default = "default_ordering_key")]
     pub ordering_key: String,
+    /// Keep each ordering key's messages in order through failures too: the pipeline
+    /// hands over one batch at a time and sends a failed message again before anything
+    /// after it. Default true (it applies only with an ordering key); `false` lets
+    /// batches overlap, for throughput, and a message retried after a failure can then
+    /// land after later ones of its key.
+    #[serde(default = "default_true")]
+    pub ordered: bool,
     /// How each record is written: `choria_streams` (default), `record` or `raw`.
     #[serde(default)]
     pub encoding: Encoding,
@@ -71,6 +79,9 @@ pub struct PubSubConfig {
     pub timeout: Duration,
 }
 
+const fn default_true() -> bool {
+    true
+}
 fn default_ordering_key() -> String {
     "{sender}".into()
 }
@@ -103,6 +114,7 @@ impl PubSubConfig {
             project: project.into(),
             topic: topic.into(),
             ordering_key: default_ordering_key(),
+            ordered: true,
             encoding: Encoding::default(),
             endpoint: None,
             batch_messages: default_batch_messages(),

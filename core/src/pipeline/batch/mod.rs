@@ -73,8 +73,7 @@ where
     type Service = Batcher;
 
     fn layer(&self, inner: S) -> Batcher {
-        let capacity = self.config.max_records.max(1);
-        let (tx, rx) = mpsc::channel(capacity);
+        let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(rx, inner, self.config));
         Batcher { tx }
     }
@@ -85,7 +84,7 @@ type Item = (Record, oneshot::Sender<Outcome>);
 /// The record-side handle of a batching task; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Batcher {
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::UnboundedSender<Item>,
 }
 
 impl Service<Record> for Batcher {
@@ -94,17 +93,17 @@ impl Service<Record> for Batcher {
     type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Backpressure comes from the bounded channel: the call waits for room.
+        // No room to wait for: what is in flight is bounded by ingest (its queue, or
+        // JetStream's `max_ack_pending`), each record holding its place until answered.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, record: Record) -> Self::Future {
-        let tx = self.tx.clone();
+        // Queued here, not in the future: records reach batches in the order of the
+        // calls, however their futures are polled later.
+        let (done, outcome) = oneshot::channel();
+        let sent = self.tx.send((record, done));
         Box::pin(async move {
-            let (done, outcome) = oneshot::channel();
-            let sent = tx.send((record, done)).await;
-            // Holding the sender while waiting would keep the batcher from draining.
-            drop(tx);
             if sent.is_err() {
                 return Ok(Outcome::retry("the pipeline is shutting down"));
             }
@@ -115,7 +114,7 @@ impl Service<Record> for Batcher {
     }
 }
 
-async fn run<S>(mut rx: mpsc::Receiver<Item>, mut sink: S, config: BatchConfig)
+async fn run<S>(mut rx: mpsc::UnboundedReceiver<Item>, mut sink: S, config: BatchConfig)
 where
     S: Service<Batch, Response = Vec<Outcome>, Error = SinkError> + Send + 'static,
     S::Future: Send + 'static,
@@ -243,6 +242,38 @@ mod tests {
         batcher.clone().oneshot(record(0, "x")).await.unwrap();
         assert!(start.elapsed() >= Duration::from_millis(50));
         assert_eq!(*sizes.lock().unwrap(), [3, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_are_batched_in_call_order_however_polled() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = {
+            let seen = seen.clone();
+            tower::service_fn(move |batch: Batch| {
+                let mut seen = seen.lock().unwrap();
+                seen.extend(batch.records.iter().map(|r| r.request_id.clone()));
+                let out = vec![Outcome::Delivered; batch.len()];
+                async move { Ok::<_, SinkError>(out) }
+            })
+        };
+        let config = BatchConfig {
+            max_records: 4,
+            max_bytes: 1 << 20,
+            timeout: Duration::from_millis(10),
+        };
+        let mut batcher = BatchLayer::new(config).layer(sink);
+        let mut calls = Vec::new();
+        for i in 0..10 {
+            batcher.ready().await.unwrap();
+            calls.push(batcher.call(record(i, "x")));
+        }
+        // Polled last to first, as concurrent ingest may: the order stays the calls'.
+        calls.reverse();
+        for o in futures::future::join_all(calls).await {
+            assert_eq!(o.unwrap(), Outcome::Delivered);
+        }
+        let want: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        assert_eq!(*seen.lock().unwrap(), want);
     }
 
     #[tokio::test]
