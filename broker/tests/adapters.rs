@@ -315,6 +315,56 @@ fn fixture_doc(v: &serde_json::Value) -> ChoriaStreamsOutput {
     }
 }
 
+/// JetStream ingest hands messages to the pipeline in the order it pulled them,
+/// though it settles them concurrently: with one sink call at a time, a file sink
+/// writes the stream's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_ingest_keeps_the_stream_order() {
+    let url = nats_url();
+    let prefix = unique("order");
+    let n = 3000usize;
+    let (_, input) = filled_stream(&url, &prefix, n).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.jsonl");
+    let http = free_port();
+    let config = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{http}"
+[[adapter]]
+name = "ordered"
+[adapter.ingest]
+type = "jetstream"
+servers = ["{url}"]
+stream = "{input}"
+consumer = "coro_{prefix}"
+[adapter.pipeline]
+batch = {{ max_records = 50, timeout = "5ms" }}
+concurrency = 1
+[[adapter.sink]]
+type = "file"
+path = "{}"
+"#,
+        out_file.display()
+    );
+    let coro = Coro::start(
+        &write_config(dir.path(), &config),
+        http,
+        &dir.path().join("coro.log"),
+    );
+    let done = eventually(Duration::from_secs(60), || {
+        let got = request_ids(&out_file).len();
+        Box::pin(async move { got >= n })
+    })
+    .await;
+    assert!(done, "{}", coro.log_text());
+    let got = request_ids(&out_file);
+    let want: Vec<String> = (0..n).map(|i| format!("{i:032x}")).collect();
+    let first_out_of_order = got.iter().zip(&want).position(|(g, w)| g != w);
+    assert_eq!(first_out_of_order, None, "{} records", got.len());
+    assert_eq!(coro.terminate(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_ingest_survives_sigkill_without_loss() {
     let url = nats_url();

@@ -771,13 +771,24 @@ path = "{dead}"
         before.len() + after.len(),
         before.len() + after.len() - pulled.len()
     );
-    // Every message keyed by its sender, carrying it. (Order is not checked here:
-    // JetStream ingest hands messages on concurrently, and records retried after the
-    // outage may land after later ones; the core NATS test above checks order.)
+    // Every message keyed by its sender, carrying it, and each sender's first copies in
+    // publish order: the sink is `ordered`, so the records retried through the outage
+    // went before anything after them (a copy sent again because its result was lost
+    // comes later, and is not counted).
+    let mut first_seen: HashSet<u64> = HashSet::new();
+    let mut per_sender: HashMap<String, Vec<u64>> = HashMap::new();
     for (d, attributes, key) in before.iter().chain(&after) {
-        let (sender, _) = seq_of(d);
+        let (sender, seq) = seq_of(d);
         assert_eq!(key, &sender, "ordering key is the sender");
         assert_eq!(attributes.get("choria_sender"), Some(&sender));
+        if first_seen.insert(seq) {
+            per_sender.entry(sender).or_default().push(seq);
+        }
+    }
+    for (sender, s) in &per_sender {
+        let mut sorted = s.clone();
+        sorted.sort();
+        assert_eq!(s, &sorted, "order of {sender}");
     }
     let retries = c
         .metric(r#"coro_sink_retries_total{adapter="psstop",sink="pubsub"}"#)

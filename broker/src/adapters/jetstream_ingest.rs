@@ -7,6 +7,9 @@
 //! After a crash, what was in flight is redelivered once `ack_wait` passes, so
 //! duplicates are bounded by the in-flight window (`max_ack_pending`); sinks de-duplicate
 //! with the record's idempotency key where they can (JetStream `Nats-Msg-Id`).
+//!
+//! Messages are handed to the pipelines in the order pulled and settled each in its
+//! own task, so records keep the stream's order (a redelivered message excepted).
 
 use super::metrics::AdapterMetrics;
 use super::route::{Disposition, Route};
@@ -15,6 +18,7 @@ use async_nats::jetstream::AckKind;
 use coro_core::config::adapters::JetStreamIngest;
 use coro_core::pipeline::Incoming;
 use futures::stream::StreamExt;
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 
@@ -130,6 +134,7 @@ pub async fn run(
     let gauge = metrics.in_flight.with_label_values(&[&adapter]);
     let redeliveries = metrics.redeliveries.with_label_values(&[&adapter]);
     let permits = std::sync::Arc::new(Semaphore::new(limit));
+    let name: std::sync::Arc<str> = route.adapter().into();
     tracing::info!(
         adapter,
         stream = config.stream,
@@ -158,12 +163,18 @@ pub async fn run(
         if msg.info().is_ok_and(|i| i.delivered > 1) {
             redeliveries.inc();
         }
-        let route = route.clone();
         let gauge = gauge.clone();
         gauge.inc();
         let ack_wait = config.ack_wait;
+        // Handed to the pipelines here, in the order pulled; settled in its own task.
+        let incoming = Incoming {
+            subject: msg.subject.to_string(),
+            payload: msg.payload.clone(),
+        };
+        let delivered = route.deliver(incoming, 0);
+        let name = name.clone();
         tokio::spawn(async move {
-            settle(msg, route, ack_wait).await;
+            settle(msg, delivered, &name, ack_wait).await;
             gauge.dec();
             drop(permit);
         });
@@ -182,13 +193,14 @@ pub async fn run(
     tracing::info!(adapter, "JetStream ingest stopped");
 }
 
-/// Delivers one message and acks or naks it, keeping it alive with progress acks.
-async fn settle(msg: async_nats::jetstream::Message, route: Route, ack_wait: Duration) {
-    let incoming = Incoming {
-        subject: msg.subject.to_string(),
-        payload: msg.payload.clone(),
-    };
-    let deliver = route.deliver(incoming, 0);
+/// Waits for a message's delivery and acks or naks it, keeping it alive with progress
+/// acks meanwhile.
+async fn settle(
+    msg: async_nats::jetstream::Message,
+    deliver: impl Future<Output = Disposition>,
+    adapter: &str,
+    ack_wait: Duration,
+) {
     tokio::pin!(deliver);
     let keepalive = (ack_wait / 2).max(Duration::from_millis(100));
     let disposition = loop {
@@ -205,6 +217,6 @@ async fn settle(msg: async_nats::jetstream::Message, route: Route, ack_wait: Dur
     };
     if let Err(e) = result {
         // The server redelivers an unacknowledged message after ack_wait.
-        tracing::warn!(adapter = route.adapter(), "settling a message: {e}");
+        tracing::warn!(adapter, "settling a message: {e}");
     }
 }

@@ -134,13 +134,14 @@ async fn read(
             subject: msg.subject.to_string(),
             payload: msg.payload,
         };
-        let route = r.route.clone();
-        let (in_flight_gauge, depth, worker) = (r.in_flight.clone(), r.depth.clone(), r.worker);
+        let (in_flight_gauge, depth) = (r.in_flight.clone(), r.depth.clone());
         in_flight_gauge.inc();
         depth.inc();
+        // Handed to the pipelines now, in arrival order.
+        let delivered = r.route.deliver(incoming, r.worker);
         in_flight.push(async move {
             // Core NATS cannot redeliver: the disposition only feeds metrics.
-            route.deliver(incoming, worker).await;
+            delivered.await;
             in_flight_gauge.dec();
             depth.dec();
             drop(permit);

@@ -9,8 +9,10 @@ use coro_core::pipeline::{Incoming, PipelineService};
 use coro_core::protocol::Limits;
 use coro_core::sink::Outcome;
 use coro_core::Record;
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture, Either};
+use futures::FutureExt;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -42,49 +44,60 @@ impl Service<Record> for FanOut {
     type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Each pipeline's own readiness is awaited per call (they apply backpressure).
+        // The pipelines take every record at once (ingest bounds what is in flight).
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, record: Record) -> Self::Future {
+        if !self.accept.accepts(record.kind) {
+            let outcome = Outcome::reject(format!(
+                "protocol: this adapter takes {} messages, got a {} message",
+                self.accept.as_str(),
+                record.kind.as_str()
+            ));
+            return Box::pin(future::ready(Ok(outcome)));
+        }
         let sinks = self.sinks.clone();
-        let accept = self.accept;
+        if let [(_, pipeline)] = &sinks[..] {
+            // One sink, the common case: no copy, no join.
+            let call = submit(pipeline, record);
+            return Box::pin(async move { Ok(combine([(&sinks[0].0, call.await)])) });
+        }
+        // Every sink but the last gets a copy; the last takes the record itself.
+        let last = sinks.len().saturating_sub(1);
+        let mut record = Some(record);
+        let calls: Vec<_> = sinks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, pipeline))| {
+                let r = if i == last {
+                    record.take()?
+                } else {
+                    record.clone()?
+                };
+                Some(submit(pipeline, r))
+            })
+            .collect();
         Box::pin(async move {
-            if !accept.accepts(record.kind) {
-                return Ok(Outcome::reject(format!(
-                    "protocol: this adapter takes {} messages, got a {} message",
-                    accept.as_str(),
-                    record.kind.as_str()
-                )));
-            }
-            if let [(name, pipeline)] = &sinks[..] {
-                // One sink, the common case: no copy, no join.
-                let outcome = pipeline
-                    .clone()
-                    .oneshot(record)
-                    .await
-                    .unwrap_or_else(|e| match e {});
-                return Ok(combine([(name, outcome)]));
-            }
-            // Every sink but the last gets a copy; the last takes the record itself.
-            let mut record = Some(record);
-            let last = sinks.len().saturating_sub(1);
-            let calls = sinks
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (name, pipeline))| {
-                    let r = if i == last {
-                        record.take()?
-                    } else {
-                        record.clone()?
-                    };
-                    let call = pipeline.clone().oneshot(r);
-                    Some(async move { (name, call.await.unwrap_or_else(|e| match e {})) })
-                })
-                .collect::<Vec<_>>();
-            Ok(combine(futures::future::join_all(calls).await))
+            let outcomes = future::join_all(calls).await;
+            Ok(combine(sinks.iter().map(|(name, _)| name).zip(outcomes)))
         })
     }
+}
+
+/// Hands `record` to `pipeline` now, not when the answer is first awaited, so records
+/// are queued into each sink's batches in the order ingest handed them over, however
+/// their futures are polled later.
+fn submit(pipeline: &PipelineService, record: Record) -> impl Future<Output = Outcome> {
+    let mut pipeline = pipeline.clone();
+    // A pipeline is always ready (its batcher queues every record); should one ever
+    // not be, the record waits its turn inside the future instead.
+    let call = if pipeline.ready().now_or_never().is_some() {
+        Either::Left(pipeline.call(record))
+    } else {
+        Either::Right(pipeline.oneshot(record))
+    };
+    async move { call.await.unwrap_or_else(|e| match e {}) }
 }
 
 /// The outcome of a message from its sinks' outcomes: any retry asks to retry (with the
@@ -194,36 +207,43 @@ impl Route {
     }
 
     /// Delivers one message and says how to settle it. `worker` labels the Choria
-    /// metrics (`<adapter>.<worker>`).
-    pub async fn deliver(&self, msg: Incoming, worker: usize) -> Disposition {
+    /// metrics (`<adapter>.<worker>`). The message is decoded and handed to the sinks'
+    /// pipelines here, before the future is first polled: call this in the order the
+    /// messages arrived and their records keep that order.
+    pub fn deliver(
+        &self,
+        msg: Incoming,
+        worker: usize,
+    ) -> impl Future<Output = Disposition> + Send + 'static {
         let started = Instant::now();
-        let w = &self.workers[worker % self.workers.len()];
-        w.received_in.inc();
-        w.bytes.inc_by(msg.payload.len() as u64);
-        let outcome = self
-            .decode
-            .clone()
-            .oneshot(msg.clone())
-            .await
-            .unwrap_or_else(|e| match e {});
-        let disposition = match outcome {
-            Outcome::Delivered => {
-                w.received_out.inc();
-                Disposition::Ack
-            }
-            Outcome::Filtered => Disposition::Ack,
-            Outcome::Retry { after, .. } => Disposition::Retry { after },
-            Outcome::Reject { reason } => {
-                if reason.starts_with("decode:") || reason.starts_with("protocol:") {
-                    w.errors_in.inc();
-                } else {
-                    w.errors_out.inc();
+        let w = worker % self.workers.len();
+        self.workers[w].received_in.inc();
+        self.workers[w].bytes.inc_by(msg.payload.len() as u64);
+        // Decode and fan-out are always ready (see `FanOut::poll_ready`).
+        let outcome = self.decode.clone().call(msg.clone());
+        let route = self.clone();
+        async move {
+            let outcome = outcome.await.unwrap_or_else(|e| match e {});
+            let w = &route.workers[w];
+            let disposition = match outcome {
+                Outcome::Delivered => {
+                    w.received_out.inc();
+                    Disposition::Ack
                 }
-                self.dead_letter(&msg, &reason).await
-            }
-        };
-        w.time.observe(started.elapsed().as_secs_f64());
-        disposition
+                Outcome::Filtered => Disposition::Ack,
+                Outcome::Retry { after, .. } => Disposition::Retry { after },
+                Outcome::Reject { reason } => {
+                    if reason.starts_with("decode:") || reason.starts_with("protocol:") {
+                        w.errors_in.inc();
+                    } else {
+                        w.errors_out.inc();
+                    }
+                    route.dead_letter(&msg, &reason).await
+                }
+            };
+            w.time.observe(started.elapsed().as_secs_f64());
+            disposition
+        }
     }
 
     /// Sends a rejected message to the dead letter; without one it is logged, counted
