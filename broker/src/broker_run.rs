@@ -49,9 +49,9 @@
 //! ```
 
 use crate::adapters::{self, Adapters, Readiness};
+use crate::choria_keys::parse_bool;
 use crate::federation::{FederationBroker, FederationConfig, FederationError};
 use crate::http;
-use crate::network::config::parse_bool;
 use crate::network::{find_nats_server, ChoriaInfo, NetworkBroker, NetworkConfig, NetworkError};
 use coro_core::config::choria::DEFAULT_SERVER;
 use coro_core::config::{

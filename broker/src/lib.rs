@@ -10,6 +10,7 @@
 
 pub mod adapters;
 pub mod broker_run;
+mod choria_keys;
 pub mod federation;
 pub mod http;
 pub mod network;

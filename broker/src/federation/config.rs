@@ -36,11 +36,11 @@
 //!
 //! Every problem is reported with its file, line and key, and what to write instead.
 
-use crate::network::config::parse_bool;
+use crate::choria_keys::Keys;
 use coro_core::config::adapters::default_identity;
 use coro_core::config::checks::{check_server_url, check_subject};
-use coro_core::config::choria::{server_list, ChoriaEntry};
-use coro_core::config::{did_you_mean, ChoriaConfig, ConfigError, ConfigErrors};
+use coro_core::config::choria::server_list;
+use coro_core::config::{did_you_mean, ChoriaConfig, ConfigErrors};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -204,24 +204,21 @@ impl FederationConfig {
     /// `plugin.choria.broker_federation` is not true. Every problem is reported, each
     /// naming the file, line and key, and what to write instead.
     pub fn from_choria(config: &ChoriaConfig) -> Result<Option<FederationConfig>, ConfigErrors> {
-        let mut r = Reader {
-            config,
-            errors: ConfigErrors::default(),
-        };
+        let mut r = Keys::new(config);
         if !r.bool("plugin.choria.broker_federation", false) {
             return r.errors.into_result(None);
         }
-        r.check_keys();
+        r.check_federation_keys();
         let identity = config
             .get("identity")
             .map_or_else(default_identity, str::to_string);
-        let cluster = r.cluster();
+        let cluster = r.cluster_name();
         let federation_servers = r.servers("plugin.choria.federation_middleware_hosts", None);
         let collective_servers = r.servers(
             "plugin.choria.middleware_hosts",
             Some(DEFAULT_COLLECTIVE_SERVER),
         );
-        let tls = r.tls();
+        let tls = r.client_tls();
         let workers = r.number(&coro("workers"), DEFAULT_WORKERS as u64, 1, 1000) as usize;
         let connections =
             r.number(&coro("connections"), DEFAULT_CONNECTIONS as u64, 1, 1000) as usize;
@@ -288,37 +285,8 @@ fn coro(setting: &str) -> String {
     format!("{CORO}{setting}")
 }
 
-/// Reads typed values and collects every problem.
-struct Reader<'a> {
-    config: &'a ChoriaConfig,
-    errors: ConfigErrors,
-}
-
-impl Reader<'_> {
-    fn error(&mut self, e: &ChoriaEntry, key: &str, message: String, hint: impl Into<String>) {
-        self.errors
-            .push(ConfigError::at(&e.location, key, message).with_hint(hint));
-    }
-
-    /// Go's booleans: `1|yes|true|y|t` and `0|no|false|n|f`, any case.
-    fn bool(&mut self, key: &str, default: bool) -> bool {
-        let Some(e) = self.config.entry(key) else {
-            return default;
-        };
-        match parse_bool(&e.value) {
-            Some(b) => b,
-            None => {
-                self.error(
-                    e,
-                    key,
-                    format!("`{}` is not a boolean", e.value),
-                    format!("write e.g. {key} = true (or false)"),
-                );
-                default
-            }
-        }
-    }
-
+/// The federation broker's keys.
+impl Keys<'_> {
     /// A whole number from `min` to `max`.
     fn number(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
         let Some(e) = self.config.entry(key) else {
@@ -355,7 +323,7 @@ impl Reader<'_> {
         })
     }
 
-    fn cluster(&mut self) -> String {
+    fn cluster_name(&mut self) -> String {
         let key = "plugin.choria.federation.cluster";
         let Some(e) = self.config.entry(key) else {
             return DEFAULT_CLUSTER.to_string();
@@ -445,27 +413,7 @@ impl Reader<'_> {
         good
     }
 
-    /// A path to a file that must exist; `~/` is the home directory.
-    fn file(&mut self, key: &str) -> Option<PathBuf> {
-        let e = self.config.entry(key)?;
-        let path = match (e.value.strip_prefix("~/"), std::env::var_os("HOME")) {
-            (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-            _ => PathBuf::from(&e.value),
-        };
-        let path = std::path::absolute(&path).unwrap_or(path);
-        if path.is_file() {
-            return Some(path);
-        }
-        self.error(
-            e,
-            key,
-            format!("{} does not exist or is not a file", path.display()),
-            "point it at the PEM file",
-        );
-        None
-    }
-
-    fn tls(&mut self) -> Option<ClientTls> {
+    fn client_tls(&mut self) -> Option<ClientTls> {
         let provider_key = "plugin.security.provider";
         let provider = self.config.entry(provider_key)?;
         match provider.value.as_str() {
@@ -515,7 +463,7 @@ impl Reader<'_> {
 
     /// Unknown federation keys are errors with a suggestion; the client's cluster list
     /// does not belong in a broker's config.
-    fn check_keys(&mut self) {
+    fn check_federation_keys(&mut self) {
         let config = self.config;
         for (key, e) in config.entries() {
             if let Some(setting) = key.strip_prefix(CORO) {

@@ -38,8 +38,8 @@
 //! `plugin.security.provider = file` runs the client port without TLS (the broker logs a
 //! warning at start).
 
-use coro_core::config::choria::ChoriaEntry;
-use coro_core::config::{did_you_mean, unknown_hint, ChoriaConfig, ConfigError, ConfigErrors};
+use crate::choria_keys::{parse_bool, Keys};
+use coro_core::config::{did_you_mean, unknown_hint, ChoriaConfig, ConfigErrors};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -269,14 +269,11 @@ impl NetworkConfig {
     /// `plugin.choria.broker_network` is not true. Every problem is reported, each
     /// naming the file, line and key, and what to write instead.
     pub fn from_choria(config: &ChoriaConfig) -> Result<Option<NetworkConfig>, ConfigErrors> {
-        let mut r = Reader {
-            config,
-            errors: ConfigErrors::default(),
-        };
+        let mut r = Keys::new(config);
         if !r.bool("plugin.choria.broker_network", false) {
             return r.errors.into_result(None);
         }
-        r.check_keys();
+        r.check_network_keys();
 
         let identity = match config.get("identity") {
             Some(id) => id.to_string(),
@@ -298,8 +295,8 @@ impl NetworkConfig {
         let cluster_name = r
             .word(&net("gateway_name"))
             .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.to_string());
-        let cluster = r.cluster();
-        let tls = r.tls();
+        let cluster = r.cluster_config();
+        let tls = r.server_tls();
         let stream_store = r.path(&net("stream.store"));
         let stats_address = r.stats_address();
         let stats_port = r.port("plugin.choria.stats_port", true);
@@ -349,37 +346,8 @@ fn hostname() -> String {
         .into_owned()
 }
 
-/// Reads typed values and collects every problem.
-struct Reader<'a> {
-    config: &'a ChoriaConfig,
-    errors: ConfigErrors,
-}
-
-impl Reader<'_> {
-    fn error(&mut self, e: &ChoriaEntry, key: &str, message: String, hint: impl Into<String>) {
-        self.errors
-            .push(ConfigError::at(&e.location, key, message).with_hint(hint));
-    }
-
-    /// Go's booleans: `1|yes|true|y|t` and `0|no|false|n|f`, any case.
-    fn bool(&mut self, key: &str, default: bool) -> bool {
-        let Some(e) = self.config.entry(key) else {
-            return default;
-        };
-        match parse_bool(&e.value) {
-            Some(b) => b,
-            None => {
-                self.error(
-                    e,
-                    key,
-                    format!("`{}` is not a boolean", e.value),
-                    format!("write e.g. {key} = true (or false)"),
-                );
-                default
-            }
-        }
-    }
-
+/// The network broker's keys.
+impl Keys<'_> {
     /// A port; 0 means off (`None`) where `zero_is_off`, else is an error.
     fn port(&mut self, key: &str, zero_is_off: bool) -> Option<u16> {
         let e = self.config.entry(key)?;
@@ -471,45 +439,6 @@ impl Reader<'_> {
         Some(e.value.clone())
     }
 
-    /// A file or directory path: `~/` is the home directory, relative paths are taken
-    /// from the current directory (as Go does), made absolute so nats-server reads the
-    /// same file whatever its working directory.
-    fn path(&mut self, key: &str) -> Option<PathBuf> {
-        let e = self.config.entry(key)?;
-        let path = match (e.value.strip_prefix("~/"), std::env::var_os("HOME")) {
-            (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-            _ => PathBuf::from(&e.value),
-        };
-        match std::path::absolute(&path) {
-            Ok(p) => Some(p),
-            Err(err) => {
-                self.error(
-                    e,
-                    key,
-                    format!("`{}` is not a usable path: {err}", e.value),
-                    "write an absolute path",
-                );
-                None
-            }
-        }
-    }
-
-    /// A path to a file that must exist.
-    fn file(&mut self, key: &str) -> Option<PathBuf> {
-        let path = self.path(key)?;
-        if path.is_file() {
-            return Some(path);
-        }
-        let e = self.config.entry(key)?;
-        self.error(
-            e,
-            key,
-            format!("{} does not exist or is not a file", path.display()),
-            "point it at the PEM file",
-        );
-        None
-    }
-
     fn stats_address(&mut self) -> IpAddr {
         let key = "plugin.choria.stats_address";
         let default = IpAddr::from([127, 0, 0, 1]);
@@ -530,7 +459,7 @@ impl Reader<'_> {
         }
     }
 
-    fn cluster(&mut self) -> Option<ClusterConfig> {
+    fn cluster_config(&mut self) -> Option<ClusterConfig> {
         let peers_key = net("peers");
         let peers = self.config.entry(&peers_key);
         let routes = match peers {
@@ -616,7 +545,7 @@ impl Reader<'_> {
         }
     }
 
-    fn tls(&mut self) -> Option<TlsConfig> {
+    fn server_tls(&mut self) -> Option<TlsConfig> {
         let force_key = net("client_tls_force_required");
         let force = self.bool(&force_key, false);
         let provider_key = "plugin.security.provider";
@@ -699,7 +628,7 @@ impl Reader<'_> {
 
     /// Every key asking for a feature Coro lacks, and every unknown network key, is an
     /// error.
-    fn check_keys(&mut self) {
+    fn check_network_keys(&mut self) {
         let config = self.config;
         for (key, e) in config.entries() {
             if let Some(setting) = key.strip_prefix(NETWORK) {
@@ -779,15 +708,6 @@ fn example(key: &str) -> &'static str {
         DEFAULT_CLUSTER_NAME
     } else {
         "::"
-    }
-}
-
-/// Go's `strToBool`.
-pub(crate) fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "yes" | "true" | "y" | "t" => Some(true),
-        "0" | "no" | "false" | "n" | "f" => Some(false),
-        _ => None,
     }
 }
 
