@@ -4,8 +4,24 @@
 //! its own keys' readers in an `impl Keys` of its config module.
 
 use coro_core::config::choria::ChoriaEntry;
-use coro_core::config::{ChoriaConfig, ConfigError, ConfigErrors};
+use coro_core::config::{unknown_hint, ChoriaConfig, ConfigError, ConfigErrors};
 use std::path::PathBuf;
+
+/// The key naming the security provider.
+pub(crate) const PROVIDER: &str = "plugin.security.provider";
+
+/// The security providers Go knows; Coro reads certificates only with `file`.
+const PROVIDERS: [&str; 5] = ["puppet", "file", "pkcs11", "certmanager", "choria"];
+
+/// The files of Choria's `file` security provider.
+pub(crate) struct ProviderFiles {
+    /// `plugin.security.file.certificate`.
+    pub(crate) certificate: PathBuf,
+    /// `plugin.security.file.key`.
+    pub(crate) key: PathBuf,
+    /// `plugin.security.file.ca`, when set.
+    pub(crate) ca: Option<PathBuf>,
+}
 
 /// Reads typed values from `config` and collects every problem in `errors`.
 pub(crate) struct Keys<'a> {
@@ -90,6 +106,56 @@ impl<'a> Keys<'a> {
             "point it at the PEM file",
         );
         None
+    }
+
+    /// The certificate, key and CA of the `file` security provider, when
+    /// `plugin.security.provider` is set (nothing without it). Any other provider is an
+    /// error saying `part` (e.g. "network broker") does not support it; a missing or
+    /// absent file is an error at its key.
+    pub(crate) fn provider_files(&mut self, part: &str) -> Option<ProviderFiles> {
+        let provider = self.config.entry(PROVIDER)?;
+        match provider.value.as_str() {
+            "file" => {}
+            p if PROVIDERS.contains(&p) => {
+                self.error(
+                    provider,
+                    PROVIDER,
+                    format!("the `{p}` security provider is not supported by Coro's {part}"),
+                    "Coro reads certificates from files: set plugin.security.provider = file and \
+                     plugin.security.file.certificate, .key and .ca (for puppet, the files under \
+                     the puppet ssldir)",
+                );
+                return None;
+            }
+            other => {
+                self.error(
+                    provider,
+                    PROVIDER,
+                    format!("unknown security provider `{other}`"),
+                    unknown_hint(other, PROVIDERS),
+                );
+                return None;
+            }
+        }
+        for setting in ["certificate", "key"] {
+            let key = format!("plugin.security.file.{setting}");
+            if self.config.entry(&key).is_none() {
+                self.error(
+                    provider,
+                    &key,
+                    "missing: the file provider needs the broker's certificate and key".into(),
+                    format!("write e.g. {key} = /etc/choria/ssl/{setting}.pem"),
+                );
+            }
+        }
+        let certificate = self.file("plugin.security.file.certificate");
+        let key = self.file("plugin.security.file.key");
+        let ca = self.file("plugin.security.file.ca");
+        Some(ProviderFiles {
+            certificate: certificate?,
+            key: key?,
+            ca,
+        })
     }
 }
 

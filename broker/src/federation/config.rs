@@ -77,9 +77,6 @@ const CORO_KEYS: [&str; 11] = [
 /// The `plugin.choria.federation.*` settings (after the prefix) Go knows.
 const CHORIA_KEYS: [&str; 3] = ["cluster", "collectives", "instance"];
 
-/// The security providers Go knows; Coro reads certificates only with `file`.
-const PROVIDERS: [&str; 5] = ["puppet", "file", "pkcs11", "certmanager", "choria"];
-
 /// The federation broker's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FederationConfig {
@@ -414,50 +411,11 @@ impl Keys<'_> {
     }
 
     fn client_tls(&mut self) -> Option<ClientTls> {
-        let provider_key = "plugin.security.provider";
-        let provider = self.config.entry(provider_key)?;
-        match provider.value.as_str() {
-            "file" => {}
-            p if PROVIDERS.contains(&p) => {
-                self.error(
-                    provider,
-                    provider_key,
-                    format!(
-                        "the `{p}` security provider is not supported by Coro's federation broker"
-                    ),
-                    "Coro reads certificates from files: set plugin.security.provider = file and \
-                     plugin.security.file.certificate, .key and .ca",
-                );
-                return None;
-            }
-            other => {
-                self.error(
-                    provider,
-                    provider_key,
-                    format!("unknown security provider `{other}`"),
-                    coro_core::config::unknown_hint(other, PROVIDERS),
-                );
-                return None;
-            }
-        }
-        for setting in ["certificate", "key"] {
-            let key = format!("plugin.security.file.{setting}");
-            if self.config.entry(&key).is_none() {
-                self.error(
-                    provider,
-                    &key,
-                    "missing: the file provider needs the broker's certificate and key".into(),
-                    format!("write e.g. {key} = /etc/choria/ssl/{setting}.pem"),
-                );
-            }
-        }
-        let certificate = self.file("plugin.security.file.certificate");
-        let key = self.file("plugin.security.file.key");
-        let ca = self.file("plugin.security.file.ca");
+        let files = self.provider_files("federation broker")?;
         Some(ClientTls {
-            certificate: certificate?,
-            key: key?,
-            ca,
+            certificate: files.certificate,
+            key: files.key,
+            ca: files.ca,
         })
     }
 

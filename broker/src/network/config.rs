@@ -38,8 +38,8 @@
 //! `plugin.security.provider = file` runs the client port without TLS (the broker logs a
 //! warning at start).
 
-use crate::choria_keys::{parse_bool, Keys};
-use coro_core::config::{did_you_mean, unknown_hint, ChoriaConfig, ConfigErrors};
+use crate::choria_keys::{parse_bool, Keys, PROVIDER};
+use coro_core::config::{did_you_mean, ChoriaConfig, ConfigErrors};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -164,9 +164,6 @@ const UNSUPPORTED: [Unsupported; 11] = [
         instead: STREAMS_INSTEAD,
     },
 ];
-
-/// The security providers Go knows; Coro reads certificates only with `file`.
-const PROVIDERS: [&str; 5] = ["puppet", "file", "pkcs11", "certmanager", "choria"];
 
 /// The network broker's settings: what the nats-server child is configured with, and
 /// how Coro runs it.
@@ -548,61 +545,18 @@ impl Keys<'_> {
     fn server_tls(&mut self) -> Option<TlsConfig> {
         let force_key = net("client_tls_force_required");
         let force = self.bool(&force_key, false);
-        let provider_key = "plugin.security.provider";
-        let Some(provider) = self.config.entry(provider_key) else {
-            if force {
-                if let Some(e) = self.config.entry(&force_key) {
-                    self.error(
-                        e,
-                        &force_key,
-                        "TLS is required but no certificates are configured".into(),
-                        "set plugin.security.provider = file and plugin.security.file.certificate, .key and .ca",
-                    );
-                }
+        if self.config.entry(PROVIDER).is_none() {
+            if let (true, Some(e)) = (force, self.config.entry(&force_key)) {
+                self.error(
+                    e,
+                    &force_key,
+                    "TLS is required but no certificates are configured".into(),
+                    "set plugin.security.provider = file and plugin.security.file.certificate, .key and .ca",
+                );
             }
             return None;
-        };
-        match provider.value.as_str() {
-            "file" => {}
-            p if PROVIDERS.contains(&p) => {
-                self.error(
-                    provider,
-                    provider_key,
-                    format!(
-                        "the `{p}` security provider is not supported by Coro's network broker"
-                    ),
-                    "Coro reads certificates from files: set plugin.security.provider = file and \
-                     plugin.security.file.certificate, .key and .ca (for puppet, the files under \
-                     the puppet ssldir)",
-                );
-                return None;
-            }
-            other => {
-                self.error(
-                    provider,
-                    provider_key,
-                    format!("unknown security provider `{other}`"),
-                    unknown_hint(other, PROVIDERS),
-                );
-                return None;
-            }
         }
-        let mut missing = |setting: &str| {
-            let key = format!("plugin.security.file.{setting}");
-            if self.config.entry(&key).is_none() {
-                self.error(
-                    provider,
-                    &key,
-                    "missing: the file provider needs the broker's certificate and key".into(),
-                    format!("write e.g. {key} = /etc/choria/ssl/{setting}.pem"),
-                );
-            }
-        };
-        missing("certificate");
-        missing("key");
-        let certificate = self.file("plugin.security.file.certificate");
-        let key = self.file("plugin.security.file.key");
-        let ca = self.file("plugin.security.file.ca");
+        let files = self.provider_files("network broker")?;
         let list = |key: &str| -> Vec<String> {
             self.config
                 .get(key)
@@ -618,9 +572,9 @@ impl Keys<'_> {
         let cipher_suites = list("plugin.security.cipher_suites");
         let curve_preferences = list("plugin.security.ecc_curves");
         Some(TlsConfig {
-            certificate: certificate?,
-            key: key?,
-            ca,
+            certificate: files.certificate,
+            key: files.key,
+            ca: files.ca,
             cipher_suites,
             curve_preferences,
         })
