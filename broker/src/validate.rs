@@ -204,45 +204,22 @@ async fn online_checks(config: &AdaptersConfig, sinks: &[AdapterSinks]) -> Vec<(
             },
         }
         for (sink, config) in typed.sinks.iter().chain(typed.dead_letter.as_ref()) {
-            if let SinkConfig::JetStream(js_config) = config {
-                out.push(sink_check(name, sink, js_config).await);
-            }
-            if let SinkConfig::Kafka(kafka) = config {
-                let who = format!("adapter {name:?}: sink {sink:?}");
-                for check in coro_sinks::kafka::check_online(kafka).await {
-                    out.push(match check {
-                        Ok(what) => (true, format!("{who}: {what}")),
-                        Err(what) => (false, format!("{who}: {what}")),
-                    });
+            let checks = match config {
+                SinkConfig::JetStream(js_config) => {
+                    out.push(sink_check(name, sink, js_config).await);
+                    continue;
                 }
-            }
-            if let SinkConfig::Kinesis(kinesis) = config {
-                let who = format!("adapter {name:?}: sink {sink:?}");
-                for check in coro_sinks::kinesis::check_online(kinesis).await {
-                    out.push(match check {
-                        Ok(what) => (true, format!("{who}: {what}")),
-                        Err(what) => (false, format!("{who}: {what}")),
-                    });
-                }
-            }
-            if let SinkConfig::PubSub(pubsub) = config {
-                let who = format!("adapter {name:?}: sink {sink:?}");
-                for check in coro_sinks::pubsub::check_online(pubsub).await {
-                    out.push(match check {
-                        Ok(what) => (true, format!("{who}: {what}")),
-                        Err(what) => (false, format!("{who}: {what}")),
-                    });
-                }
-            }
-            if let SinkConfig::Elasticsearch(es) = config {
-                let who = format!("adapter {name:?}: sink {sink:?}");
-                for check in coro_sinks::elasticsearch::check_online(es).await {
-                    out.push(match check {
-                        Ok(what) => (true, format!("{who}: {what}")),
-                        Err(what) => (false, format!("{who}: {what}")),
-                    });
-                }
-            }
+                SinkConfig::Kafka(c) => coro_sinks::kafka::check_online(c).await,
+                SinkConfig::Kinesis(c) => coro_sinks::kinesis::check_online(c).await,
+                SinkConfig::PubSub(c) => coro_sinks::pubsub::check_online(c).await,
+                SinkConfig::Elasticsearch(c) => coro_sinks::elasticsearch::check_online(c).await,
+                SinkConfig::Blackhole(_) | SinkConfig::File(_) | SinkConfig::Plugin(_) => continue,
+            };
+            let who = format!("adapter {name:?}: sink {sink:?}");
+            out.extend(checks.into_iter().map(|check| match check {
+                Ok(what) => (true, format!("{who}: {what}")),
+                Err(what) => (false, format!("{who}: {what}")),
+            }));
         }
     }
     out
