@@ -250,13 +250,14 @@ pub fn check_sinks(config: &AdaptersConfig) -> Result<Vec<AdapterSinks>, ConfigE
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use coro_core::config::toml;
     use coro_core::config::Location;
     use std::path::Path;
 
-    fn spec(text: &str) -> SinkSpec {
+    /// The sink written as `text` (its keys, `type` included) in a minimal adapters.toml.
+    pub(crate) fn spec(text: &str) -> SinkSpec {
         let doc = format!(
             "[[adapter]]\nname = \"a\"\n[adapter.ingest]\ntype = \"nats\"\n\
              servers = [\"nats://127.0.0.1:4222\"]\nsubject = \"x\"\n[[adapter.sink]]\n{text}"

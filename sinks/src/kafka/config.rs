@@ -549,21 +549,9 @@ fn check_template(spec: &SinkSpec, key: &str, text: &str, topic: bool) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::spec;
     use crate::config::SinkConfig;
     use std::path::Path;
-
-    fn spec(text: &str) -> SinkSpec {
-        let doc = format!(
-            "[[adapter]]\nname = \"a\"\n[adapter.ingest]\ntype = \"nats\"\n\
-             servers = [\"nats://127.0.0.1:4222\"]\nsubject = \"x\"\n[[adapter.sink]]\n{text}"
-        );
-        coro_core::config::parse(Path::new("adapters.toml"), &doc)
-            .unwrap()
-            .adapters
-            .remove(0)
-            .sinks
-            .remove(0)
-    }
 
     fn typed(text: &str) -> Result<KafkaConfig, String> {
         match SinkConfig::check_spec(&spec(text)) {
