@@ -9,11 +9,16 @@
 //!   side's do) / `PubSubSink`, called with batches, encoding every record and mapping
 //!   every result onto an outcome.
 //!
+//! For Pub/Sub, also records one by one through the adapter pipeline around the sink,
+//! as `coro run` does: with `ordered = false` (batches overlap) and with `ordered`, the
+//! default (one batch at a time, retries first): what keeping order costs.
+//!
 //! Each is measured `ROUNDS` times on a fresh stream / topic, alternating who goes
 //! first; the ratio is the median of the per-round ratios. Both sides are bound by the
 //! local servers (moto is Python, the emulator a JVM), so the figures are not those of
 //! the AWS or Google services; the ratio is what the sink's own work costs.
 
+use coro::core::pipeline::{self, PipelineSettings};
 use coro::core::protocol::Version;
 use coro::core::sink::{Batch, Outcome};
 use coro::core::{Kind, Record};
@@ -161,6 +166,46 @@ where
     records.len() as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Records handed one by one to the adapter pipeline around `sink` (batches of `batch`,
+/// `CONCURRENCY` calls in flight unless `order` keeps one), as `coro run` does.
+async fn through_pipeline<S>(
+    sink: S,
+    records: &[Record],
+    batch: usize,
+    order: pipeline::Order,
+) -> f64
+where
+    S: tower::Service<Batch, Response = Vec<Outcome>, Error = coro::core::sink::SinkError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let settings = PipelineSettings {
+        batch: pipeline::batch::BatchConfig {
+            max_records: batch,
+            max_bytes: 16 * 1024 * 1024,
+            timeout: Duration::from_millis(20),
+        },
+        concurrency: CONCURRENCY,
+        ..PipelineSettings::default()
+    };
+    let metrics = pipeline::metrics::PipelineMetrics::register(&prometheus::Registry::new())
+        .unwrap()
+        .for_sink("bench", "pubsub");
+    let service = pipeline::build(&settings, sink, metrics, order);
+    let started = Instant::now();
+    let ok = stream::iter(records.iter().cloned())
+        .map(|r| service.clone().oneshot(r))
+        .buffer_unordered(batch * (CONCURRENCY + 1))
+        .filter(|o| std::future::ready(*o == Ok(Outcome::Delivered)))
+        .count()
+        .await;
+    assert_eq!(ok, records.len());
+    records.len() as f64 / started.elapsed().as_secs_f64()
+}
+
 async fn topic(host: &str) -> String {
     let name = unique("bench");
     let r = reqwest::Client::new()
@@ -250,12 +295,27 @@ fn main() {
         );
 
         let n = count("CORO_BENCH_PUBSUB_RECORDS", 20_000);
-        let batch = 100;
+        let batch = count("CORO_BENCH_PUBSUB_BATCH", 100);
         let data = records(n);
         let (mut direct, mut sink, mut ratios) = (vec![], vec![], vec![]);
+        let (mut overlapping, mut kept) = (vec![], vec![]);
         for round in 0..ROUNDS {
             let c1 = PubSubConfig::new("coro-bench", topic(&host).await);
             let c2 = PubSubConfig::new("coro-bench", topic(&host).await);
+            let (c3, c4) = (
+                PubSubConfig::new("coro-bench", topic(&host).await),
+                PubSubConfig::new("coro-bench", topic(&host).await),
+            );
+            let any = PubSubSink::connect(c3, None).await.unwrap();
+            let a = through_pipeline(any, &data, batch, pipeline::Order::Any).await;
+            let ordered = PubSubSink::connect(c4, None).await.unwrap();
+            let k = through_pipeline(ordered, &data, batch, pipeline::Order::Kept).await;
+            println!(
+                "pubsub round {round}: pipeline, ordered = false {a:.0}/s; ordered {k:.0}/s ({:.2}x of it)",
+                k / a
+            );
+            overlapping.push(a);
+            kept.push(k);
             let pubsub = PubSubSink::connect(c2, None).await.unwrap();
             let (d, s) = if round % 2 == 0 {
                 let d = pubsub_direct(&c1, &data, batch).await;
@@ -274,6 +334,11 @@ fn main() {
             median(direct),
             median(sink),
             median(ratios)
+        );
+        println!(
+            "pubsub pipeline, batch {batch}: ordered = false ({CONCURRENCY} in flight) {:.0}/s, ordered (one batch at a time) {:.0}/s (medians)",
+            median(overlapping),
+            median(kept)
         );
     });
 }
