@@ -1,5 +1,7 @@
 //! Output encodings shared by every sink: what bytes a record becomes.
 
+pub(crate) mod choria_streams;
+
 use coro_core::protocol::output::{rfc3339_nano, ChoriaStreamsOutput};
 use coro_core::{gojson, Record};
 use serde::Serialize;
@@ -44,10 +46,21 @@ pub enum EncodeError {
 /// Encodes `record` as `encoding`.
 pub fn encode(record: &Record, encoding: Encoding) -> Result<Vec<u8>, EncodeError> {
     match encoding {
-        Encoding::ChoriaStreams => match ChoriaStreamsOutput::from_record(record) {
-            Some(doc) => Ok(doc?.to_json()),
-            None => Err(EncodeError::NotRpc(record.kind.as_str())),
-        },
+        Encoding::ChoriaStreams => {
+            match choria_streams::Rfc3339::default().format(record.time_ns) {
+                Some(time) => {
+                    // The body, escaped, and the other fields: room for most at once.
+                    let mut out = Vec::with_capacity(record.body.len() * 5 / 4 + 192);
+                    choria_streams::write(record, time, &mut out)?;
+                    Ok(out)
+                }
+                // Out of RFC3339's range: the serde encoder says why.
+                None => match ChoriaStreamsOutput::from_record(record) {
+                    Some(doc) => Ok(doc?.to_json()),
+                    None => Err(EncodeError::NotRpc(record.kind.as_str())),
+                },
+            }
+        }
         Encoding::Record => record_json(record),
         Encoding::Raw => Ok(record.body.to_vec()),
     }
