@@ -218,12 +218,13 @@ fn escape_one(bytes: &[u8], i: usize, out: &mut Vec<u8>) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use coro_core::protocol::output::{rfc3339_nano, ChoriaStreamsOutput};
     use coro_core::protocol::Version;
 
-    fn record(kind: Kind) -> Record {
+    /// A v2 reply-like record of `kind` from node1, for the encoders' tests.
+    pub(crate) fn record(kind: Kind, collective: Option<&str>) -> Record {
         Record {
             subject: "mcollective.reply.x".into(),
             version: Version::V2,
@@ -231,7 +232,7 @@ mod tests {
             sender: "node1.example.net".into(),
             request_id: "abc123".into(),
             agent: "rpcutil".into(),
-            collective: None,
+            collective: collective.map(str::to_string),
             time_ns: 1_700_000_001_123_456_789,
             body: bytes::Bytes::from_static(br#"{"statuscode":0}"#),
             raw: bytes::Bytes::new(),
@@ -278,7 +279,7 @@ mod tests {
             );
         }
         for (i, body) in bodies.into_iter().enumerate() {
-            let mut r = record(Kind::Reply);
+            let mut r = record(Kind::Reply, None);
             r.body = bytes::Bytes::from(body);
             r.sender = format!("node{i}<&>\u{2028}.example.net");
             r.time_ns += i as i128 * 1_000_001;
@@ -295,7 +296,7 @@ mod tests {
                 for (filler, odd) in [(b'"', "\u{2028}"), (b'a', "\u{2029}"), (b'a', "\u{2027}<")] {
                     let mut body = vec![filler; len];
                     body.splice(at..at, odd.bytes());
-                    let mut r = record(Kind::Reply);
+                    let mut r = record(Kind::Reply, None);
                     r.body = bytes::Bytes::from(body);
                     let mut out = Vec::new();
                     write(&r, &rfc3339_nano(r.time_ns).unwrap(), &mut out).unwrap();
@@ -303,7 +304,7 @@ mod tests {
                 }
             }
         }
-        let r = record(Kind::Lifecycle);
+        let r = record(Kind::Lifecycle, None);
         assert_eq!(
             write(&r, "t", &mut Vec::new()).unwrap_err(),
             EncodeError::NotRpc("lifecycle")
@@ -357,7 +358,7 @@ mod tests {
             );
         }
         // And through `encode`: out of range fails as the serde encoder does.
-        let mut r = record(Kind::Reply);
+        let mut r = record(Kind::Reply, None);
         r.time_ns = i128::MAX;
         assert!(matches!(
             super::super::encode(&r, super::super::Encoding::ChoriaStreams),

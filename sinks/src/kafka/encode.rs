@@ -394,23 +394,8 @@ fn headers_with(record: &Record, time: Option<&str>, idempotency_key: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coro_core::protocol::Version;
+    use crate::encoding::choria_streams::tests::record;
     use rdkafka::message::Headers;
-
-    pub(crate) fn record(kind: Kind, collective: Option<&str>) -> Record {
-        Record {
-            subject: "mcollective.reply.x".into(),
-            version: Version::V2,
-            kind,
-            sender: "node1.example.net".into(),
-            request_id: "abc123".into(),
-            agent: "rpcutil".into(),
-            collective: collective.map(str::to_string),
-            time_ns: 1_700_000_001_123_456_789,
-            body: bytes::Bytes::from_static(br#"{"statuscode":0}"#),
-            raw: bytes::Bytes::new(),
-        }
-    }
 
     #[test]
     fn templates_fill_in_fields() {
