@@ -72,29 +72,149 @@ fn body_string(body: &[u8]) -> String {
 }
 
 /// Formats unix nanoseconds as Go's `time.RFC3339Nano` in UTC: fractional seconds with
-/// trailing zeros trimmed, none when whole.
+/// trailing zeros trimmed, none when whole (see [`Rfc3339`], which writes it without
+/// allocating).
 pub fn rfc3339_nano(ns: i128) -> Result<String, TimeOutOfRange> {
-    use time::macros::format_description;
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ns).map_err(|_| TimeOutOfRange(ns))?;
-    if !(0..=9999).contains(&t.year()) {
-        return Err(TimeOutOfRange(ns));
+    Rfc3339::default()
+        .format(ns)
+        .map(str::to_string)
+        .ok_or(TimeOutOfRange(ns))
+}
+
+/// A buffer for one RFC3339 time with nanoseconds (`0000-01-01T00:00:00.000000001Z`).
+#[derive(Debug, Default)]
+pub struct Rfc3339([u8; 30]);
+
+impl Rfc3339 {
+    /// `ns` as Go's `time.RFC3339Nano` in UTC: fractional seconds with trailing zeros
+    /// trimmed, none when whole; `None` outside the years 0 to 9999. No allocation and
+    /// no generic formatter (a test holds it equal to the `time` crate's).
+    pub fn format(&mut self, ns: i128) -> Option<&str> {
+        /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z in unix seconds.
+        const FIRST: i64 = -62_167_219_200;
+        const LAST: i64 = 253_402_300_799;
+        let secs = i64::try_from(ns.div_euclid(1_000_000_000)).ok()?;
+        if !(FIRST..=LAST).contains(&secs) {
+            return None;
+        }
+        let nanos = ns.rem_euclid(1_000_000_000);
+        let (days, second) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Days since 1970-01-01 as a civil date (Howard Hinnant's `civil_from_days`).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let text = &mut self.0;
+        let mut put = |at: usize, width: usize, mut value: i128| {
+            for digit in text[at..at + width].iter_mut().rev() {
+                // 0..=9: the cast cannot truncate.
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year.into());
+        put(5, 2, month.into());
+        put(8, 2, day.into());
+        put(11, 2, (second / 3_600).into());
+        put(14, 2, (second / 60 % 60).into());
+        put(17, 2, (second % 60).into());
+        put(20, 9, nanos);
+        for (at, separator) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+            text[at] = separator;
+        }
+        // Go trims the fraction's trailing zeros, and the dot with them when whole.
+        let end = if nanos == 0 {
+            19
+        } else {
+            text[19] = b'.';
+            29 - text[20..29]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'0')
+                .count()
+        };
+        text[end] = b'Z';
+        std::str::from_utf8(&text[..=end]).ok()
     }
-    let base = t
-        .format(format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second]"
-        ))
-        .map_err(|_| TimeOutOfRange(ns))?;
-    let nanos = t.nanosecond();
-    if nanos == 0 {
-        return Ok(format!("{base}Z"));
-    }
-    let fraction = format!("{nanos:09}");
-    Ok(format!("{base}.{}Z", fraction.trim_end_matches('0')))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `time` crate's RFC3339 with Go's trimmed fraction: the reference.
+    fn reference(ns: i128) -> Result<String, TimeOutOfRange> {
+        use time::macros::format_description;
+        let t =
+            time::OffsetDateTime::from_unix_timestamp_nanos(ns).map_err(|_| TimeOutOfRange(ns))?;
+        if !(0..=9999).contains(&t.year()) {
+            return Err(TimeOutOfRange(ns));
+        }
+        let base = t
+            .format(format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]"
+            ))
+            .map_err(|_| TimeOutOfRange(ns))?;
+        let nanos = t.nanosecond();
+        if nanos == 0 {
+            return Ok(format!("{base}Z"));
+        }
+        let fraction = format!("{nanos:09}");
+        Ok(format!("{base}.{}Z", fraction.trim_end_matches('0')))
+    }
+
+    #[test]
+    fn times_are_the_time_crates() {
+        const NS: i128 = 1_000_000_000;
+        let mut times: Vec<i128> = vec![
+            0,
+            1,
+            -1,
+            1_700_000_001_123_456_789,
+            1_700_000_001_000_000_000,
+            1_700_000_001_100_000_000,
+            1_700_000_001_000_000_001,
+            // 0000-01-01, 9999-12-31T23:59:59.999999999 and just outside both.
+            -62_167_219_200 * NS,
+            -62_167_219_200 * NS - 1,
+            253_402_300_800 * NS - 1,
+            253_402_300_800 * NS,
+            // Leap days and century years.
+            951_782_400 * NS,
+            -2_203_891_200 * NS,
+            4_107_542_400 * NS,
+            i128::from(i64::MAX),
+            i128::from(i64::MIN),
+            i128::from(u64::MAX) + 1,
+            i128::MAX,
+            i128::MIN,
+        ];
+        let mut x: u64 = 99;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            // Spread over years 0..=9999 and a little beyond, some whole seconds.
+            let secs = i128::from(x >> 25) % 320_000_000_000 - 63_000_000_000;
+            let nanos = if x.is_multiple_of(4) {
+                0
+            } else {
+                i128::from(x % 1_000_000_000)
+            };
+            times.push(secs * NS + nanos);
+        }
+        let mut time = Rfc3339::default();
+        for ns in times {
+            assert_eq!(
+                time.format(ns).map(str::to_string),
+                reference(ns).ok(),
+                "{ns}"
+            );
+        }
+    }
 
     #[test]
     fn times_as_go_writes_them() {

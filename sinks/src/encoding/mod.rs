@@ -2,7 +2,7 @@
 
 pub(crate) mod choria_streams;
 
-use coro_core::protocol::output::{rfc3339_nano, ChoriaStreamsOutput};
+use coro_core::protocol::output::{rfc3339_nano, ChoriaStreamsOutput, Rfc3339};
 use coro_core::{gojson, Record};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -47,7 +47,7 @@ pub enum EncodeError {
 pub fn encode(record: &Record, encoding: Encoding) -> Result<Vec<u8>, EncodeError> {
     match encoding {
         Encoding::ChoriaStreams => {
-            match choria_streams::Rfc3339::default().format(record.time_ns) {
+            match Rfc3339::default().format(record.time_ns) {
                 Some(time) => {
                     // The body, escaped, and the other fields: room for most at once.
                     let mut out = Vec::with_capacity(record.body.len() * 5 / 4 + 192);

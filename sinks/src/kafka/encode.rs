@@ -2,8 +2,9 @@
 //! chosen encoding, and the Choria metadata as Kafka headers.
 
 use super::config::KafkaConfig;
-use crate::encoding::choria_streams::{self, Rfc3339};
+use crate::encoding::choria_streams;
 use crate::encoding::{self, EncodeError, Encoding};
+use coro_core::protocol::output::Rfc3339;
 use coro_core::{Kind, Record};
 use rdkafka::message::{Header, OwnedHeaders};
 use std::borrow::Cow;
