@@ -164,10 +164,82 @@ impl Record {
     /// sender, request id and Choria time. A redelivered message gets the same key. A
     /// dead letter, which may have none of those, is keyed by a hash of its document.
     pub fn idempotency_key(&self) -> String {
+        let mut out = Vec::new();
+        self.write_idempotency_key(&mut out);
+        // Written from strings and ASCII digits and hex only.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Writes [`Record::idempotency_key`] into `out` (cleared first), without
+    /// allocating: sinks key every record, and reuse one buffer.
+    pub fn write_idempotency_key(&self, out: &mut Vec<u8>) {
+        out.clear();
         if self.kind == Kind::DeadLetter {
             use sha2::{Digest, Sha256};
-            return format!("dead.{}", hex::encode(&Sha256::digest(&self.body)[..16]));
+            out.extend_from_slice(b"dead.");
+            out.extend_from_slice(hex::encode(&Sha256::digest(&self.body)[..16]).as_bytes());
+            return;
         }
-        format!("{}.{}.{}", self.sender, self.request_id, self.time_ns)
+        out.extend_from_slice(self.sender.as_bytes());
+        out.push(b'.');
+        out.extend_from_slice(self.request_id.as_bytes());
+        out.push(b'.');
+        if self.time_ns < 0 {
+            out.push(b'-');
+        }
+        let magnitude = self.time_ns.unsigned_abs();
+        match u64::try_from(magnitude) {
+            // Digits least significant first, then reversed: 64-bit division, not the
+            // 128-bit formatter's.
+            Ok(mut v) => {
+                let start = out.len();
+                loop {
+                    // 0..=9: the cast cannot truncate.
+                    out.push(b'0' + (v % 10) as u8);
+                    v /= 10;
+                    if v == 0 {
+                        break;
+                    }
+                }
+                out[start..].reverse();
+            }
+            // Beyond 64 bits (no real Choria time is).
+            Err(_) => out.extend_from_slice(magnitude.to_string().as_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::test_support::record;
+
+    #[test]
+    fn idempotency_keys_are_sender_request_and_time() {
+        let mut key = Vec::new();
+        for ns in [
+            0,
+            1,
+            -1,
+            1_700_000_001_123_456_789,
+            i128::from(i64::MAX),
+            i128::from(i64::MIN),
+            i128::from(u64::MAX) + 1,
+            i128::MAX,
+            i128::MIN,
+        ] {
+            let mut r = record(7, "x");
+            r.time_ns = ns;
+            r.write_idempotency_key(&mut key);
+            assert_eq!(key, format!("n.7.{ns}").as_bytes(), "{ns}");
+            assert_eq!(key, r.idempotency_key().as_bytes(), "{ns}");
+        }
+        let mut r = record(7, "a dead letter");
+        r.kind = Kind::DeadLetter;
+        r.write_idempotency_key(&mut key);
+        use sha2::{Digest, Sha256};
+        let want = format!("dead.{}", hex::encode(&Sha256::digest(&r.body)[..16]));
+        assert_eq!(key, want.as_bytes());
+        assert_eq!(r.idempotency_key(), want);
     }
 }

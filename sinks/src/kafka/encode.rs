@@ -287,7 +287,7 @@ pub fn message_in<'a, 's>(
         (encoding, _) => *payload = encoding::encode(record, encoding)?,
     }
     let headers = config.headers.then(|| {
-        idempotency_key_into(record, idempotency_key);
+        record.write_idempotency_key(idempotency_key);
         headers_with(record, time, idempotency_key)
     });
     Ok(MessageRef {
@@ -298,48 +298,11 @@ pub fn message_in<'a, 's>(
     })
 }
 
-/// Writes [`Record::idempotency_key`] into `out` (the same text; a test holds them
-/// equal) without allocating.
-fn idempotency_key_into(record: &Record, out: &mut Vec<u8>) {
-    out.clear();
-    if record.kind == Kind::DeadLetter {
-        // A hash of the document: rare, and the shared function says how.
-        out.extend_from_slice(record.idempotency_key().as_bytes());
-        return;
-    }
-    out.extend_from_slice(record.sender.as_bytes());
-    out.push(b'.');
-    out.extend_from_slice(record.request_id.as_bytes());
-    out.push(b'.');
-    if record.time_ns < 0 {
-        out.push(b'-');
-    }
-    let magnitude = record.time_ns.unsigned_abs();
-    match u64::try_from(magnitude) {
-        // Digits least significant first, then reversed: 64-bit division, not the
-        // 128-bit formatter's.
-        Ok(mut v) => {
-            let start = out.len();
-            loop {
-                // 0..=9: the cast cannot truncate.
-                out.push(b'0' + (v % 10) as u8);
-                v /= 10;
-                if v == 0 {
-                    break;
-                }
-            }
-            out[start..].reverse();
-        }
-        // Beyond 64 bits (no real Choria time is).
-        Err(_) => out.extend_from_slice(magnitude.to_string().as_bytes()),
-    }
-}
-
 /// The Choria metadata of `record` as Kafka headers (see [`header`]).
 pub fn headers(record: &Record) -> OwnedHeaders {
     let mut time = Rfc3339::default();
     let mut key = Vec::new();
-    idempotency_key_into(record, &mut key);
+    record.write_idempotency_key(&mut key);
     headers_with(record, time.format(record.time_ns), &key)
 }
 
@@ -419,30 +382,6 @@ mod tests {
             Template::parse("x.{sendr}").unwrap_err(),
             UnknownPlaceholder("sendr".into())
         );
-    }
-
-    #[test]
-    fn idempotency_keys_are_the_shared_ones() {
-        let mut key = Vec::new();
-        for ns in [
-            0,
-            1,
-            -1,
-            1_700_000_001_123_456_789,
-            i128::from(i64::MAX),
-            i128::from(i64::MIN),
-            i128::from(u64::MAX) + 1,
-            i128::MAX,
-            i128::MIN,
-        ] {
-            let mut r = record(Kind::Reply, None);
-            r.time_ns = ns;
-            idempotency_key_into(&r, &mut key);
-            assert_eq!(key, r.idempotency_key().as_bytes(), "{ns}");
-        }
-        let r = record(Kind::DeadLetter, None);
-        idempotency_key_into(&r, &mut key);
-        assert_eq!(key, r.idempotency_key().as_bytes());
     }
 
     #[test]
