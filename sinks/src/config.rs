@@ -28,6 +28,11 @@ pub const SINK_TYPES: [&str; 8] = [
     "pubsub",
 ];
 
+/// `true`, for serde defaults of the sinks' switches that are on unless turned off.
+pub(crate) const fn default_true() -> bool {
+    true
+}
+
 /// One sink's settings, by `type`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkConfig {

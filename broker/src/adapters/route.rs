@@ -9,8 +9,7 @@ use coro_core::pipeline::{Incoming, PipelineService};
 use coro_core::protocol::Limits;
 use coro_core::sink::Outcome;
 use coro_core::Record;
-use futures::future::{self, BoxFuture, Either};
-use futures::FutureExt;
+use futures::future::{self, BoxFuture};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,14 +88,8 @@ impl Service<Record> for FanOut {
 /// are queued into each sink's batches in the order ingest handed them over, however
 /// their futures are polled later.
 fn submit(pipeline: &PipelineService, record: Record) -> impl Future<Output = Outcome> {
-    let mut pipeline = pipeline.clone();
-    // A pipeline is always ready (its batcher queues every record); should one ever
-    // not be, the record waits its turn inside the future instead.
-    let call = if pipeline.ready().now_or_never().is_some() {
-        Either::Left(pipeline.call(record))
-    } else {
-        Either::Right(pipeline.oneshot(record))
-    };
+    // Always ready: no layer before the batcher waits, and it queues every record.
+    let call = pipeline.clone().call(record);
     async move { call.await.unwrap_or_else(|e| match e {}) }
 }
 

@@ -72,7 +72,7 @@ pub struct ElasticsearchConfig {
     pub request_timeout: Duration,
     /// Install (or replace) the index template at start. Default true. Without it the
     /// template must exist already: `coro validate --online` says whether it does.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub install_template: bool,
     /// The index template's name. Default `coro-` and the index template's fixed prefix,
     /// e.g. `coro-choria-nodes`.
@@ -154,9 +154,6 @@ const fn default_concurrency() -> usize {
 }
 const fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
-}
-const fn default_true() -> bool {
-    true
 }
 const fn default_template_priority() -> u32 {
     200

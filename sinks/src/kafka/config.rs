@@ -50,7 +50,7 @@ pub struct KafkaConfig {
     /// Write the Choria metadata as Kafka headers (`choria.sender`, `choria.requestid`,
     /// `choria.agent`, `choria.collective`, `choria.protocol`, `choria.time`,
     /// `choria.kind`, `coro.idempotency_key`). Default true.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub headers: bool,
     /// Compression of record batches: `none`, `gzip`, `snappy`, `lz4` (default) or
     /// `zstd` (librdkafka `compression.type`).
@@ -63,7 +63,7 @@ pub struct KafkaConfig {
     pub acks: Acks,
     /// The idempotent producer: no duplicates or reordering from the producer's own
     /// retries. Default true; needs `acks = "all"` (librdkafka `enable.idempotence`).
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub idempotence: bool,
     /// How long the producer waits to fill a batch. Default 5 ms (librdkafka
     /// `linger.ms`).
@@ -184,9 +184,6 @@ impl Acks {
     }
 }
 
-const fn default_true() -> bool {
-    true
-}
 const fn default_linger() -> Duration {
     Duration::from_millis(5)
 }

@@ -78,7 +78,7 @@ pub struct KinesisConfig {
     /// after it, and the sink puts batches in the order it was given them (a node's
     /// records stay in order in its shard). Default true; `false` puts batches
     /// concurrently, for throughput when order does not matter.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub ordered: bool,
     /// How long one `PutRecords` call may take, the SDK's own retries included, before
     /// its records are retried by the pipeline. Default 10s; keep it below the
@@ -87,9 +87,6 @@ pub struct KinesisConfig {
     pub timeout: Duration,
 }
 
-const fn default_true() -> bool {
-    true
-}
 fn default_partition_key() -> String {
     "{sender}".into()
 }

@@ -49,7 +49,7 @@ pub struct PubSubConfig {
     /// after it. Default true (it applies only with an ordering key); `false` lets
     /// batches overlap, for throughput, and a message retried after a failure can then
     /// land after later ones of its key.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub ordered: bool,
     /// How each record is written: `choria_streams` (default), `record` or `raw`.
     #[serde(default)]
@@ -79,9 +79,6 @@ pub struct PubSubConfig {
     pub timeout: Duration,
 }
 
-const fn default_true() -> bool {
-    true
-}
 fn default_ordering_key() -> String {
     "{sender}".into()
 }

@@ -333,7 +333,8 @@ impl Inner {
         // The client answers within `timeout` of sending; a message may first wait
         // for the one ahead of it on its ordering key, hence the margin. Past this the
         // client is stuck, and the records are retried by the pipeline.
-        let deadline = tokio::time::Instant::now() + self.config.timeout * 2 + self.config.linger;
+        let wait = self.config.timeout * 2 + self.config.linger;
+        let deadline = tokio::time::Instant::now() + wait;
         let mut paused = BTreeSet::new();
         for (i, key, future) in futures {
             let (name, outcome) = match tokio::time::timeout_at(deadline, future).await {
@@ -344,10 +345,7 @@ impl Inner {
                 Ok(Err(e)) => outcome_of(&e),
                 Err(_) => (
                     "DEADLINE".to_string(),
-                    Outcome::retry(format!(
-                        "pubsub: no publish result within {:?}",
-                        self.config.timeout * 2 + self.config.linger
-                    )),
+                    Outcome::retry(format!("pubsub: no publish result within {wait:?}")),
                 ),
             };
             if !key.is_empty() {
