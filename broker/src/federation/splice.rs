@@ -293,16 +293,7 @@ impl<'a> Splice<'a> {
 
 /// A hop `[in, processor, out]` as Go writes it.
 pub(crate) fn hop_json(hop: [&str; 3]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hop.iter().map(|s| s.len() + 3).sum::<usize>() + 2);
-    out.push(b'[');
-    for (i, s) in hop.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(&mut out, s);
-    }
-    out.push(b']');
-    out
+    coro_core::gojson::to_vec(&hop)
 }
 
 /// Sets `seen`, or says a key came twice (Go keeps the last, serde fails; the full
@@ -389,7 +380,7 @@ fn plain_prefix(text: &[u8]) -> usize {
 
 /// The length of the `data` string's text up to its closing quote, when Go writes it
 /// as received: plain bytes and Ruby's `\n` line breaks.
-fn plain_data_len(text: &[u8]) -> Option<usize> {
+pub(super) fn plain_data_len(text: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
         at += plain_run_long(text.get(at..)?);

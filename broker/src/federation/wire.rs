@@ -10,6 +10,7 @@
 //! Either way the bytes are those of core's `Transport::encode` after the same edits,
 //! which the tests check.
 
+use super::splice::plain_data_len;
 use coro_core::gojson::GoFormatter;
 use coro_core::protocol::federation::FederationError as Rewrite;
 use coro_core::protocol::{v1, v2, DecodeError, Hop, Layer, Reason, Transport, Version};
@@ -56,43 +57,10 @@ struct RawV2<'a> {
 /// Whether Go writes this JSON string token unchanged: printable ASCII with nothing Go
 /// escapes (`<`, `>`, `&`) and no escape but `\n`.
 fn go_writes_as_is(token: &[u8]) -> bool {
-    let Some(inner) = token
-        .strip_prefix(b"\"")
-        .and_then(|t| t.strip_suffix(b"\""))
-    else {
-        return false;
-    };
-    // The usual case, plain base64, in one pass without early exits (so it runs as
-    // vector code): nothing unprintable, nothing Go escapes, no escape at all.
-    let mut unusual = false;
-    for chunk in inner.chunks(256) {
-        unusual |= chunk.iter().fold(false, |acc, &b| {
-            acc | !(0x20..0x7f).contains(&b)
-                | (b == b'<')
-                | (b == b'>')
-                | (b == b'&')
-                | (b == b'\\')
-        });
-        if unusual {
-            break;
-        }
+    match token.split_first() {
+        Some((b'"', rest)) => plain_data_len(rest).is_some_and(|n| n + 1 == rest.len()),
+        _ => false,
     }
-    if !unusual {
-        return true;
-    }
-    let plain = |b: &u8| (0x20..0x7f).contains(b) && !matches!(b, b'<' | b'>' | b'&');
-    if !inner.iter().all(plain) {
-        return false;
-    }
-    // A backslash is rare (Ruby's line breaks): only then look closer.
-    let mut rest = inner;
-    while let Some(i) = rest.iter().position(|b| *b == b'\\') {
-        if rest.get(i + 1) != Some(&b'n') {
-            return false;
-        }
-        rest = &rest[i + 2..];
-    }
-    true
 }
 
 impl Wire {
