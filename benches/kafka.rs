@@ -148,14 +148,7 @@ async fn raw(config: &KafkaConfig, topic: &str, messages: &[Encoded]) -> f64 {
         while pending.len() >= window {
             check(pending.next().await);
         }
-        let record = FutureRecord::to(topic)
-            .key(m.key.as_str())
-            .payload(&m.payload[..])
-            .headers(m.headers.clone());
-        match producer.send_result(record) {
-            Ok(delivery) => pending.push(delivery),
-            Err((e, _)) => panic!("raw enqueue: {e}"),
-        }
+        pending.push(enqueue(&producer, topic, m));
     }
     while let Some(d) = pending.next().await {
         check(Some(d));
@@ -183,14 +176,7 @@ async fn raw_batched(
         }
         let mut pending = Vec::with_capacity(batch.len());
         for m in batch {
-            let record = FutureRecord::to(topic)
-                .key(m.key.as_str())
-                .payload(&m.payload[..])
-                .headers(m.headers.clone());
-            match producer.send_result(record) {
-                Ok(delivery) => pending.push(delivery),
-                Err((e, _)) => panic!("raw enqueue: {e}"),
-            }
+            pending.push(enqueue(&producer, topic, m));
         }
         calls.push(async move {
             for delivery in pending {
@@ -200,6 +186,22 @@ async fn raw_batched(
     }
     while calls.next().await.is_some() {}
     messages.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Hands the pre-encoded `m` to the raw producer.
+fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    m: &Encoded,
+) -> rdkafka::producer::DeliveryFuture {
+    let record = FutureRecord::to(topic)
+        .key(m.key.as_str())
+        .payload(&m.payload[..])
+        .headers(m.headers.clone());
+    match producer.send_result(record) {
+        Ok(delivery) => delivery,
+        Err((e, _)) => panic!("raw enqueue: {e}"),
+    }
 }
 
 type Delivery = Result<

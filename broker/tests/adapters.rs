@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{eventually, free_port, nats_url, synthetic, unique, Coro};
+use common::{eventually, free_port, js_stream, nats_url, synthetic, unique, Coro};
 use coro_core::gojson;
 use coro_core::protocol::{self, output::ChoriaStreamsOutput, v1, v2, Message};
 use futures::StreamExt;
@@ -114,20 +114,6 @@ fn expected(payload: &[u8]) -> (String, Vec<u8>) {
     (doc.requestid.clone(), doc.to_json())
 }
 
-async fn stream(
-    js: &async_nats::jetstream::Context,
-    name: &str,
-    subjects: Vec<String>,
-) -> async_nats::jetstream::stream::Stream {
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: name.to_string(),
-        subjects,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-}
-
 /// A stream `IN_<prefix>` holding `n` v1 replies on `<prefix>.in.r`.
 async fn filled_stream(
     url: &str,
@@ -137,7 +123,7 @@ async fn filled_stream(
     let client = async_nats::connect(url).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let input = format!("IN_{prefix}");
-    stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
+    js_stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
     for i in 0..n {
         js.publish(format!("{prefix}.in.r"), v1_reply(i).into())
             .await
@@ -203,7 +189,7 @@ async fn core_nats_in_jetstream_out_byte_identical() {
     let prefix = unique("t1");
     let client = async_nats::connect(&url).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
-    let out = stream(
+    let out = js_stream(
         &js,
         &format!("OUT_{prefix}"),
         vec![format!("{prefix}.out.>")],
@@ -461,7 +447,7 @@ async fn rejected_and_malformed_go_to_the_dead_letter() {
     let prefix = unique("t3");
     let client = async_nats::connect(&url).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
-    let dlq = stream(&js, &format!("DLQ_{prefix}"), vec![format!("{prefix}.dlq")]).await;
+    let dlq = js_stream(&js, &format!("DLQ_{prefix}"), vec![format!("{prefix}.dlq")]).await;
 
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("out.jsonl");
@@ -754,7 +740,7 @@ ack_timeout = "500ms"
     assert!(lag >= 300.0, "consumer lag reported: {lag}");
 
     // The sink comes back: everything arrives, and the consumer is acknowledged to the end.
-    let out = stream(
+    let out = js_stream(
         &js,
         &format!("OUT_{prefix}"),
         vec![format!("{prefix}.out.>")],
@@ -801,7 +787,7 @@ async fn a_choria_broker_config_runs_unchanged() {
     let prefix = unique("t5");
     let client = async_nats::connect(&url).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
-    let nodes = stream(
+    let nodes = js_stream(
         &js,
         &format!("NODES_{prefix}"),
         vec![format!("{prefix}.nodes.>")],
@@ -892,8 +878,8 @@ async fn validate_online_checks_streams_and_consumers() {
     let client = async_nats::connect(&url).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     let input = format!("IN_{prefix}");
-    stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
-    stream(
+    js_stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
+    js_stream(
         &js,
         &format!("OUT_{prefix}"),
         vec![format!("{prefix}.out.>")],

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, free_port, nats_url, unique, Coro};
+use common::{eventually, free_port, js_stream, nats_url, unique, Coro};
 use coro_core::gojson;
 use coro_core::protocol::v1;
 use coro_fleet::{Fleet, FleetConfig};
@@ -313,13 +313,7 @@ async fn replies_in_stream(prefix: &str, nodes: usize) -> (async_nats::jetstream
     let client = async_nats::connect(nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     let stream = format!("REPLIES_{prefix}");
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![format!("{prefix}.replies.>")],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    js_stream(&js, &stream, vec![format!("{prefix}.replies.>")]).await;
     let collective = prefix.to_string();
     let mut cfg = fleet_config(&collective, nodes, 1);
     cfg.registration_interval = Duration::ZERO;
@@ -735,13 +729,7 @@ async fn outage_loses_nothing(outage: Outage) {
     let client = async_nats::connect(nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let input = format!("IN_{prefix}");
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: input.clone(),
-        subjects: vec![format!("{prefix}.in.>")],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    js_stream(&js, &input, vec![format!("{prefix}.in.>")]).await;
     for i in 0..n {
         js.publish(
             format!("{prefix}.in.r"),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, free_port, nats_url, unique, Coro};
+use common::{eventually, free_port, js_stream, nats_url, records, unique, Coro};
 use coro_core::gojson;
 use coro_core::protocol::{self, v1, Message};
 use coro_sinks::kafka::encode::header;
@@ -303,13 +303,7 @@ async fn broker_stopped_and_started_again_loses_nothing() {
     let client = async_nats::connect(nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     let stream = format!("KSTOP_{prefix}").to_uppercase();
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![format!("{prefix}.>")],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    js_stream(&js, &stream, vec![format!("{prefix}.>")]).await;
     let http = free_port();
     let dead = dir.path().join("dead.jsonl");
     let config = format!(
@@ -361,8 +355,6 @@ path = "{dead}"
             }
         }
     };
-    let delivered = r#"coro_sink_records_total{adapter="kstop",outcome="delivered",sink="kafka"}"#;
-    let rejected = r#"coro_sink_records_total{adapter="kstop",outcome="rejected",sink="kafka"}"#;
     let settled = |n: usize| c.settled("kstop", "kafka", n, Duration::from_secs(60));
 
     // Before: 300 records delivered and read.
@@ -389,10 +381,8 @@ path = "{dead}"
     const N: usize = 1900;
     assert!(
         settled(N).await,
-        "delivered {:?} + rejected {:?} of {N}:\n{}",
-        c.metric(delivered),
-        c.metric(rejected),
-        c.log_text()
+        "{}",
+        c.settled_report("kstop", "kafka", N)
     );
 
     let after = read_topic(&tansu.brokers(), &topic, N, Duration::from_secs(5)).await;
@@ -435,7 +425,10 @@ path = "{dead}"
     );
     assert!(timed_out > 0.0);
     assert!(!letters.is_empty(), "past the limit they are dead-lettered");
-    assert_eq!(c.metric(rejected), Some(letters.len() as f64));
+    assert_eq!(
+        c.metric(&records("kstop", "rejected", "kafka")),
+        Some(letters.len() as f64)
+    );
     assert_eq!(
         c.metric(r#"coro_dead_letters_total{adapter="kstop",sink="kafka"}"#),
         Some(letters.len() as f64)
@@ -583,13 +576,7 @@ async fn async_rpc_replies_into_kafka_and_coro_replies_shows_them() {
     let stream = format!("INBOX_{collective}").to_uppercase();
     let client = async_nats::connect(nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![format!("{collective}.reply.async.>")],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    js_stream(&js, &stream, vec![format!("{collective}.reply.async.>")]).await;
 
     // The example config, pointed at this test's servers, stream, topic and files.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/async-rpc-kafka.toml");

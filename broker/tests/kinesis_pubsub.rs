@@ -11,7 +11,7 @@ mod test_streams;
 mod throttling_proxy;
 
 use base64::Engine;
-use common::{eventually, free_port, nats_url, unique, Coro};
+use common::{eventually, free_port, js_stream, nats_url, unique, Coro};
 use coro_core::gojson;
 use coro_core::protocol::{self, v1, Message};
 use coro_sinks::kinesis::aws_sdk_kinesis;
@@ -421,14 +421,8 @@ async fn kinesis_server_stopped_and_started_again_loses_nothing() {
     let mut server = KinesisMock::start(port, tls, &stream, &log);
     let client = async_nats::connect(nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
-    let js_stream = format!("KINSTOP_{prefix}").to_uppercase().replace('-', "_");
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: js_stream.clone(),
-        subjects: vec![format!("{prefix}.>")],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let nats_stream = format!("KINSTOP_{prefix}").to_uppercase().replace('-', "_");
+    js_stream(&js, &nats_stream, vec![format!("{prefix}.>")]).await;
     let http = free_port();
     let dead = dir.path().join("dead.jsonl");
     let config = format!(
@@ -440,7 +434,7 @@ name = "kinstop"
 [adapter.ingest]
 type = "jetstream"
 servers = ["{nats}"]
-stream = "{js_stream}"
+stream = "{nats_stream}"
 consumer = "coro_kinstop"
 protocol = "reply"
 ack_wait = "30s"
@@ -465,10 +459,6 @@ path = "{dead}"
     let path = write(dir.path(), "adapters.toml", &config);
     let c = Coro::start(&path, http, &dir.path().join("coro.log"));
     let publish = |from: usize, to: usize| publish_replies(&js, &prefix, from..to);
-    let delivered =
-        r#"coro_sink_records_total{adapter="kinstop",outcome="delivered",sink="kinesis"}"#;
-    let rejected =
-        r#"coro_sink_records_total{adapter="kinstop",outcome="rejected",sink="kinesis"}"#;
     let settled = |n: usize| c.settled("kinstop", "kinesis", n, Duration::from_secs(40));
     let kinesis = kinesis_client(&server.endpoint()).await;
     publish(0, 60).await;
@@ -486,10 +476,8 @@ path = "{dead}"
     const N: usize = 160;
     assert!(
         settled(N).await,
-        "delivered {:?} + rejected {:?} of {N}:\n{}",
-        c.metric(delivered),
-        c.metric(rejected),
-        c.log_text()
+        "{}",
+        c.settled_report("kinstop", "kinesis", N)
     );
     let after = read_stream(&kinesis, &stream).await;
     let mut found: HashSet<u64> = before
@@ -677,14 +665,8 @@ async fn pubsub_emulator_stopped_and_started_again_loses_nothing() {
     let gate = Gate::open_to(port).await;
     let client = async_nats::connect(nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
-    let js_stream = format!("PSSTOP_{prefix}").to_uppercase().replace('-', "_");
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: js_stream.clone(),
-        subjects: vec![format!("{prefix}.>")],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let nats_stream = format!("PSSTOP_{prefix}").to_uppercase().replace('-', "_");
+    js_stream(&js, &nats_stream, vec![format!("{prefix}.>")]).await;
     let http = free_port();
     let dead = dir.path().join("dead.jsonl");
     let config = format!(
@@ -696,7 +678,7 @@ name = "psstop"
 [adapter.ingest]
 type = "jetstream"
 servers = ["{nats}"]
-stream = "{js_stream}"
+stream = "{nats_stream}"
 consumer = "coro_psstop"
 protocol = "reply"
 ack_wait = "30s"
@@ -724,9 +706,6 @@ path = "{dead}"
         &[("PUBSUB_EMULATOR_HOST", &gate.host())],
     );
     let publish = |from: usize, to: usize| publish_replies(&js, &prefix, from..to);
-    let delivered =
-        r#"coro_sink_records_total{adapter="psstop",outcome="delivered",sink="pubsub"}"#;
-    let rejected = r#"coro_sink_records_total{adapter="psstop",outcome="rejected",sink="pubsub"}"#;
     let settled = |n: usize| c.settled("psstop", "pubsub", n, Duration::from_secs(90));
     publish(0, 60).await;
     assert!(settled(60).await, "{}", c.log_text());
@@ -747,10 +726,8 @@ path = "{dead}"
     const N: usize = 160;
     assert!(
         settled(N).await,
-        "delivered {:?} + rejected {:?} of {N}:\n{}",
-        c.metric(delivered),
-        c.metric(rejected),
-        c.log_text()
+        "{}",
+        c.settled_report("psstop", "pubsub", N)
     );
     // Until quiet: a publish whose result was lost in the outage is sent again, so
     // the subscription may hold more than N - 60 messages.

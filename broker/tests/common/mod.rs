@@ -93,18 +93,27 @@ impl Coro {
     /// Waits up to `timeout` until `sink` of `adapter` has answered `n` records
     /// delivered or rejected; whether it did.
     pub async fn settled(&self, adapter: &str, sink: &str, n: usize, timeout: Duration) -> bool {
-        let series = |outcome: &str| {
-            format!(
-                r#"coro_sink_records_total{{adapter="{adapter}",outcome="{outcome}",sink="{sink}"}}"#
-            )
-        };
-        let (delivered, rejected) = (series("delivered"), series("rejected"));
+        let (delivered, rejected) = (
+            records(adapter, "delivered", sink),
+            records(adapter, "rejected", sink),
+        );
         eventually(timeout, || {
             let done =
                 self.metric(&delivered).unwrap_or(0.0) + self.metric(&rejected).unwrap_or(0.0);
             Box::pin(async move { done >= n as f64 })
         })
         .await
+    }
+
+    /// What [`Coro::settled`] waited for, for its assertion's message: the delivered
+    /// and rejected counts of `n`, and the log.
+    pub fn settled_report(&self, adapter: &str, sink: &str, n: usize) -> String {
+        format!(
+            "delivered {:?} + rejected {:?} of {n}:\n{}",
+            self.metric(&records(adapter, "delivered", sink)),
+            self.metric(&records(adapter, "rejected", sink)),
+            self.log_text()
+        )
     }
 
     /// `GET path` on the HTTP port: status code and body.
@@ -240,4 +249,24 @@ impl Drop for PrivateNats {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `coro_sink_records_total` series of one adapter's sink and outcome.
+pub fn records(adapter: &str, outcome: &str, sink: &str) -> String {
+    format!(r#"coro_sink_records_total{{adapter="{adapter}",outcome="{outcome}",sink="{sink}"}}"#)
+}
+
+/// Creates the JetStream stream `name` over `subjects`, with the server's defaults.
+pub async fn js_stream(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    subjects: Vec<String>,
+) -> async_nats::jetstream::stream::Stream {
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.to_string(),
+        subjects,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
 }
