@@ -100,9 +100,8 @@ pub(crate) struct Splice<'a> {
     head: &'a [u8],
     reply: &'a str,
     sender: &'a str,
-    /// The hop list: the text between its outer brackets, and how many hops.
+    /// The hop list: the text between its outer brackets (empty for none).
     hops: &'a str,
-    hop_count: usize,
     federation: Option<Federation<'a>>,
     /// The request side's new `reply-to` (the collective subject), once transformed.
     new_reply: Option<&'a str>,
@@ -146,7 +145,6 @@ impl<'a> Splice<'a> {
             reply: "",
             sender: "",
             hops: "",
-            hop_count: 0,
             federation: None,
             new_reply: None,
         };
@@ -161,7 +159,7 @@ impl<'a> Splice<'a> {
                     s.sender = scan.plain_str()?;
                 } else if scan.key(keys.hops) {
                     once(&mut hops)?;
-                    (s.hops, s.hop_count) = scan.hops()?;
+                    s.hops = scan.hops()?;
                 } else if scan.key(keys.federation) {
                     if s.federation.is_some() {
                         return None;
@@ -257,7 +255,7 @@ impl<'a> Splice<'a> {
         }
         fields.key(out, k.hops);
         out.push(b'[');
-        if self.hop_count > 0 {
+        if !self.hops.is_empty() {
             out.extend_from_slice(self.hops.as_bytes());
             out.push(b',');
         }
@@ -460,8 +458,9 @@ impl<'a> Scan<'a> {
         rest.get(..len)
     }
 
-    /// `[` plain strings `]`.
-    fn str_list(&mut self) -> Option<List<'a>> {
+    /// `[` items `]`, each read by `item`: the text between the brackets and the count.
+    #[inline]
+    fn list(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<(&'a str, usize)> {
         if !self.lit(b"[") {
             return None;
         }
@@ -469,7 +468,7 @@ impl<'a> Scan<'a> {
         let mut len = 0;
         if !self.lit(b"]") {
             loop {
-                self.plain_str()?;
+                item(self)?;
                 len += 1;
                 if self.lit(b"]") {
                     break;
@@ -479,32 +478,19 @@ impl<'a> Scan<'a> {
                 }
             }
         }
-        Some(List {
-            inner: self.s.get(start..self.i - 1)?,
-            len,
-        })
+        Some((self.s.get(start..self.i - 1)?, len))
     }
 
-    /// `[` lists of plain strings `]`: the text between the brackets and the count.
-    fn hops(&mut self) -> Option<(&'a str, usize)> {
-        if !self.lit(b"[") {
-            return None;
-        }
-        let start = self.i;
-        let mut count = 0;
-        if !self.lit(b"]") {
-            loop {
-                self.str_list()?;
-                count += 1;
-                if self.lit(b"]") {
-                    break;
-                }
-                if !self.lit(b",") {
-                    return None;
-                }
-            }
-        }
-        Some((self.s.get(start..self.i - 1)?, count))
+    /// `[` plain strings `]`.
+    fn str_list(&mut self) -> Option<List<'a>> {
+        let (inner, len) = self.list(|s| s.plain_str().map(drop))?;
+        Some(List { inner, len })
+    }
+
+    /// `[` lists of plain strings `]`: the text between the brackets.
+    fn hops(&mut self) -> Option<&'a str> {
+        self.list(|s| s.str_list().map(drop))
+            .map(|(inner, _)| inner)
     }
 
     /// The federation object.
