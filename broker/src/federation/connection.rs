@@ -6,7 +6,7 @@ use super::config::ClientTls;
 use super::metrics::FederationMetrics;
 use super::{FederationError, Side};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A worker's connection.
@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 pub(crate) struct Connection {
     pub client: async_nats::Client,
     servers: Arc<[String]>,
-    /// The URL, and the [`generation`](Self::generation) it was looked up in.
-    url: Arc<RwLock<(u64, Arc<str>)>>,
     /// Counts (re)connects: the URL is looked up again on next use after one.
     generation: Arc<AtomicU64>,
 }
@@ -138,11 +136,6 @@ impl Connection {
             .connect_time
             .observe(started.elapsed().as_secs_f64());
         Ok(Connection {
-            // Looked up on first use: no generation is u64::MAX.
-            url: Arc::new(RwLock::new((
-                u64::MAX,
-                Arc::from(spec.servers.first().map_or("unknown", String::as_str)),
-            ))),
             client,
             servers: spec.servers.into(),
             generation,
@@ -173,18 +166,11 @@ impl Connection {
 
     /// The URL of the server this connection is on, as Go's `ConnectedServer()`: the
     /// configured URL that the server's host and port match, else one built from them.
+    /// Looked up each time: callers keep it until the [`generation`](Self::generation)
+    /// changes.
     pub fn connected_url(&self) -> Arc<str> {
-        let generation = self.generation();
-        {
-            let url = self.url.read().unwrap_or_else(|p| p.into_inner());
-            if url.0 == generation {
-                return url.1.clone();
-            }
-        }
         let info = self.client.server_info();
-        let url: Arc<str> = Arc::from(connected_url(&self.servers, &info.host, info.port));
-        *self.url.write().unwrap_or_else(|p| p.into_inner()) = (generation, url.clone());
-        url
+        Arc::from(connected_url(&self.servers, &info.host, info.port))
     }
 
     /// Changes on every (re)connect: one atomic load, so that workers can keep what
